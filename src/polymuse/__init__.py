@@ -1,0 +1,3 @@
+"""Poly-Muse: agent-orchestrated music analysis."""
+
+__version__ = "0.1.0"

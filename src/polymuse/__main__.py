@@ -1,0 +1,3 @@
+from polymuse.cli import main
+
+main()

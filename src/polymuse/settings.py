@@ -1,0 +1,70 @@
+"""Process settings: `POLYMUSE_*` environment variables, then `polymuse.toml`, then defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _default_home() -> Path:
+    data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data_home) / "polymuse"
+
+
+def _toml_files() -> list[Path]:
+    """Config files, later ones winning: the home's `polymuse.toml`, then the working dir's."""
+    home = Path(os.environ.get("POLYMUSE_HOME") or _default_home())
+    explicit = os.environ.get("POLYMUSE_CONFIG")
+    files = [home / "polymuse.toml", Path("polymuse.toml")]
+    return [Path(explicit)] if explicit else files
+
+
+class Settings(BaseSettings):
+    """Everything a run can be configured with. Build once, in the CLI."""
+
+    model_config = SettingsConfigDict(env_prefix="POLYMUSE_", extra="ignore")
+
+    home: Path = Field(default_factory=_default_home, description="State: database, caches.")
+    output_dir: Path = Field(Path("reports"), description="Where report folders are written.")
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    dsn: str | None = Field(None, description="External PostgreSQL DSN; default: embedded server.")
+
+    separator: str = Field("dsp", description="Separator backend.")
+    audio_encoder: str = Field("musicnn", description="Audio encoder backend.")
+    text_encoder: str = Field("minilm", description="Text encoder backend.")
+    llm: str = Field("none", description="Chat model: none | openai | ollama.")
+
+    analysis_sample_rate: int = Field(44100, description="Rate the MIR models run at.")
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    def resolved_device(self) -> str:
+        """`auto` becomes `cuda` when a GPU is visible, else `cpu`."""
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_toml_files())
+        return (init_settings, env_settings, toml)
