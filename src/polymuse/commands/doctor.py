@@ -1,0 +1,29 @@
+"""`polymuse doctor`: what is installed and usable, and every model's source and licence."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from polymuse.console import out
+from polymuse.diagnostics import all_checks
+from polymuse.model_cards import MODEL_CARDS
+
+
+def doctor() -> None:
+    """Check packages, tools and backends; list models with source and licence."""
+    checks = all_checks()
+    table = Table(title="Poly-Muse doctor", title_justify="left")
+    for col in ("component", "status", "detail"):
+        table.add_column(col)
+    for check in checks:
+        table.add_row(check.component, "[green]ok[/]" if check.ok else "[red]missing[/]", check.detail)
+    out.print(table)
+    models = Table(title="Models", title_justify="left")
+    for col in ("model", "version", "source", "licence"):
+        models.add_column(col)
+    for card in MODEL_CARDS.values():
+        models.add_row(card.name, card.version, card.source, card.licence)
+    out.print(models)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)

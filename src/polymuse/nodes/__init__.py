@@ -1,0 +1,43 @@
+"""The node registry: every analysis step the graph can run, with its dependencies.
+
+Adding a node is one module in this package and one `NodeSpec` line below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from polymuse.nodes.features import features
+from polymuse.nodes.load import load
+from polymuse.nodes.report import report
+from polymuse.runtime import Context
+from polymuse.settings import Settings
+from polymuse.state import AnalysisState
+
+NodeFn = Callable[[AnalysisState, Runtime[Context]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node: its function, the nodes whose output it needs, and how it is described."""
+
+    name: str
+    run: NodeFn
+    summary: str
+    after: tuple[str, ...] = ()
+    required: bool = False
+    backend: Callable[[Settings], str] = lambda settings: ""
+
+
+NODES: dict[str, NodeSpec] = {
+    spec.name: spec
+    for spec in (
+        NodeSpec("load", load, "decode, validate, hash, level scan", required=True),
+        NodeSpec("features", features, "tempo, beats, key, chords, structure, loudness", ("load",)),
+        NodeSpec("report", report, "JSON, Markdown, HTML, JAMS under reports/", required=True),
+    )
+}

@@ -1,0 +1,1 @@
+"""Turning an `AnalysisReport` into files people and MIR tools read."""

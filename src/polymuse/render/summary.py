@@ -1,0 +1,65 @@
+"""The written summary that opens a report, built from the facts by a template."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from polymuse.report import BasicFacts, MusicFeatures, SourceInfo
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+def chord_name(label: str) -> str:
+    """Harte `D:maj` / `B:min` / `N` to lead-sheet `D` / `Bm` / `N.C.`."""
+    if label == "N":
+        return "N.C."
+    root, _, quality = label.partition(":")
+    return root + ("m" if quality.startswith("min") else "")
+
+
+def summarise(source: SourceInfo, facts: BasicFacts, features: MusicFeatures | None) -> str:
+    """A few sentences stating only what the report contains."""
+    parts = [
+        f"{source.file_name} lasts {_clock(source.duration_s)} "
+        f"({source.channels} channel{'s' if source.channels != 1 else ''}, "
+        f"{source.sample_rate} Hz, {source.codec})."
+    ]
+    if facts.silent:
+        parts.append("The audio is silent, so no musical features were extracted.")
+        return " ".join(parts)
+    f = features or MusicFeatures()
+    music = []
+    if f.key:
+        music.append(f"in {f.key.label} (confidence {f.key.confidence:.2f})")
+    if f.rhythm and f.rhythm.tempo_bpm:
+        music.append(f"at about {f.rhythm.tempo_bpm:.0f} BPM")
+        if f.rhythm.beats_per_bar:
+            music.append(f"with {f.rhythm.beats_per_bar} beats per bar")
+    if music:
+        parts.append("It is " + ", ".join(music) + ".")
+    if f.chords:
+        weight = Counter()
+        for seg in f.chords:
+            if seg.label != "N":
+                weight[chord_name(seg.label)] += seg.end - seg.start
+        if weight:
+            top = ", ".join(name for name, _ in weight.most_common(5))
+            parts.append(f"The most-used chords are {top}.")
+    if f.structure and len(f.structure) > 1:
+        form = " ".join(s.label for s in f.structure)
+        parts.append(f"Its form reads {form} ({len(f.structure)} sections).")
+    if f.loudness and f.loudness.integrated_lufs is not None:
+        text = f"Integrated loudness is {f.loudness.integrated_lufs:.1f} LUFS"
+        if f.loudness.loudness_range_lu is not None:
+            text += f", loudness range {f.loudness.loudness_range_lu:.1f} LU"
+        if f.loudness.true_peak_dbtp is not None:
+            text += f", true peak {f.loudness.true_peak_dbtp:.1f} dBTP"
+        parts.append(text + ".")
+    if facts.clipped_samples:
+        parts.append(f"{facts.clipped_samples} samples are at or near full scale (clipping).")
+    if f.errors:
+        parts.append("Not available: " + ", ".join(sorted(f.errors)) + " (see Nodes).")
+    return " ".join(parts)

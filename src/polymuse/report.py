@@ -1,0 +1,116 @@
+"""The analysis report: a versioned pydantic model and its sections."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = "1.0"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelInfo(Model):
+    """Identity of a model or algorithm that produced a fact."""
+
+    name: str
+    version: str = ""
+    source: str = ""
+    licence: str = ""
+
+
+class NodeRun(Model):
+    """What one graph node did: status, time, backend and why it failed or was skipped."""
+
+    name: str
+    status: Literal["ok", "failed", "skipped"]
+    seconds: float = 0.0
+    backend: str = ""
+    detail: str = ""
+
+
+class SourceInfo(Model):
+    """The analysed file."""
+
+    path: str
+    file_name: str
+    content_hash: str = Field(description="sha256 of the file bytes")
+    size_bytes: int
+    container: str
+    codec: str
+    decoder: str
+    sample_rate: int
+    channels: int
+    frames: int
+    duration_s: float
+
+
+class BasicFacts(Model):
+    """Level facts over all channels, from a streaming pass."""
+
+    peak_dbfs: float | None
+    rms_dbfs: float | None
+    clipped_samples: int
+    clipping_ratio: float
+    dc_offset: float
+    silent: bool
+
+
+class Rhythm(Model):
+    tempo_bpm: float | None
+    time_signature: str | None = Field(None, description="e.g. 4/4, 3/4")
+    beats_per_bar: int | None
+    beats: list[float] = Field(default_factory=list, description="beat times, s")
+    beat_positions: list[int] = Field(default_factory=list, description="1 = downbeat")
+    downbeats: list[float] = Field(default_factory=list, description="downbeat times, s")
+
+
+class KeyEstimate(Model):
+    label: str = Field(description="e.g. 'D major'")
+    tonic: str
+    mode: Literal["major", "minor"]
+    confidence: float
+    alternatives: dict[str, float] = Field(default_factory=dict, description="next best keys")
+
+
+class TimedLabel(Model):
+    start: float
+    end: float
+    label: str
+
+
+class Loudness(Model):
+    integrated_lufs: float | None
+    loudness_range_lu: float | None
+    true_peak_dbtp: float | None
+    short_term_times: list[float] = Field(default_factory=list)
+    short_term_lufs: list[float | None] = Field(default_factory=list)
+
+
+class MusicFeatures(Model):
+    rhythm: Rhythm | None = None
+    key: KeyEstimate | None = None
+    chords: list[TimedLabel] | None = None
+    structure: list[TimedLabel] | None = None
+    loudness: Loudness | None = None
+    models: list[ModelInfo] = Field(default_factory=list)
+    errors: dict[str, str] = Field(default_factory=dict, description="feature -> why it failed")
+
+
+class AnalysisReport(Model):
+    """Everything one `analyze` run found out about one song."""
+
+    schema_version: str = SCHEMA_VERSION
+    polymuse_version: str
+    generated_at: datetime
+    title: str
+    summary: str
+    source: SourceInfo
+    facts: BasicFacts
+    features: MusicFeatures | None = None
+    flags: list[str] = Field(default_factory=list, description="e.g. silent, clipping")
+    nodes: list[NodeRun] = Field(default_factory=list)
