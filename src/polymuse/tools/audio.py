@@ -74,8 +74,13 @@ def probe(path: str | Path) -> AudioProbe:
             _check_wav_length(p, info.frames * info.channels)
         if info.frames > 0 and info.samplerate > 0:
             return AudioProbe(
-                p, info.format.lower(), info.subtype.lower(), "soundfile",
-                info.samplerate, info.channels, info.frames,
+                p,
+                info.format.lower(),
+                info.subtype.lower(),
+                "soundfile",
+                info.samplerate,
+                info.channels,
+                info.frames,
             )
         reasons.append("soundfile: no audio frames")
     except (sf.LibsndfileError, RuntimeError) as exc:
@@ -87,9 +92,7 @@ def probe(path: str | Path) -> AudioProbe:
     raise AudioLoadError(p, "not a readable audio file (" + "; ".join(reasons) + ")")
 
 
-def stream(
-    source: AudioProbe, *, block_frames: int = BLOCK_FRAMES
-) -> Iterator[np.ndarray]:
+def stream(source: AudioProbe, *, block_frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
     """Yield float32 blocks shaped (frames, channels) at the native rate.
 
     Raises:
@@ -156,9 +159,23 @@ def _sf_blocks(source: AudioProbe, block_frames: int) -> Iterator[np.ndarray]:
 
 def _ffmpeg_blocks(source: AudioProbe, block_frames: int) -> Iterator[np.ndarray]:
     cmd = [
-        _ffmpeg("ffmpeg", source.path), "-nostdin", "-v", "error", "-i", str(source.path),
-        "-map", "0:a:0", "-f", "f32le", "-acodec", "pcm_f32le",
-        "-ac", str(source.channels), "-ar", str(source.sample_rate), "-",
+        _ffmpeg("ffmpeg", source.path),
+        "-nostdin",
+        "-v",
+        "error",
+        "-i",
+        str(source.path),
+        "-map",
+        "0:a:0",
+        "-f",
+        "f32le",
+        "-acodec",
+        "pcm_f32le",
+        "-ac",
+        str(source.channels),
+        "-ar",
+        str(source.sample_rate),
+        "-",
     ]
     bytes_per_block = block_frames * source.channels * 4
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
@@ -173,9 +190,16 @@ def _ffmpeg_blocks(source: AudioProbe, block_frames: int) -> Iterator[np.ndarray
 
 def _ffprobe(path: Path) -> AudioProbe:
     cmd = [
-        _ffmpeg("ffprobe", path), "-v", "error", "-select_streams", "a:0",
-        "-show_entries", "stream=codec_name,sample_rate,channels,duration:format=format_name,duration",
-        "-of", "json", str(path),
+        _ffmpeg("ffprobe", path),
+        "-v",
+        "error",
+        "-select_streams",
+        "a:0",
+        "-show_entries",
+        "stream=codec_name,sample_rate,channels,duration:format=format_name,duration",
+        "-of",
+        "json",
+        str(path),
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
@@ -185,13 +209,20 @@ def _ffprobe(path: Path) -> AudioProbe:
     if not streams:
         raise AudioLoadError(path, "ffmpeg: no audio stream")
     st = streams[0]
+    if st.get("codec_name", "unknown") in ("unknown", "none", ""):
+        raise AudioLoadError(path, "ffmpeg: unsupported codec (no decoder for this stream)")
     duration = float(st.get("duration") or meta.get("format", {}).get("duration") or 0)
     rate, channels = int(st.get("sample_rate") or 0), int(st.get("channels") or 0)
     if rate <= 0 or channels <= 0 or duration <= 0:
         raise AudioLoadError(path, "ffmpeg: audio stream has no decodable samples")
     return AudioProbe(
-        path, meta.get("format", {}).get("format_name", "unknown").split(",")[0],
-        st.get("codec_name", "unknown"), "ffmpeg", rate, channels, round(duration * rate),
+        path,
+        meta.get("format", {}).get("format_name", "unknown").split(",")[0],
+        st.get("codec_name", "unknown"),
+        "ffmpeg",
+        rate,
+        channels,
+        round(duration * rate),
     )
 
 

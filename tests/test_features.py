@@ -1,0 +1,55 @@
+"""Music features on generated songs whose tempo, meter, key and chords are known exactly."""
+
+from __future__ import annotations
+
+import mir_eval
+import numpy as np
+import pytest
+
+from polymuse.tools import rhythm, tonality
+
+from conftest import SR, synth_song
+
+CASES = [(120.0, 60, "C"), (96.0, 62, "D"), (140.0, 57, "A")]
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[f"{b:g}bpm-{k}" for b, _, k in CASES])
+def case(request: pytest.FixtureRequest) -> tuple[float, str, np.ndarray]:
+    bpm, tonic, name = request.param
+    return bpm, name, synth_song(bpm=bpm, tonic=tonic, seconds=16.0)
+
+
+def test_tempo_beats_and_meter(case) -> None:
+    bpm, _, y = case
+    result = rhythm.track_rhythm(y, sr=SR)
+    assert result.tempo_bpm == pytest.approx(bpm, rel=0.02)
+    assert result.beats_per_bar == 4 and result.time_signature == "4/4"
+    truth = np.arange(0, 16.0, 60.0 / bpm)
+    assert mir_eval.beat.f_measure(truth, np.array(result.beats), f_measure_threshold=0.07) > 0.9
+    bars = truth[::4]
+    assert mir_eval.beat.f_measure(bars, np.array(result.downbeats), f_measure_threshold=0.07) > 0.8
+
+
+def test_key(case) -> None:
+    _, name, y = case
+    key = tonality.estimate_key(y, sr=SR)
+    assert key.label == f"{name} major"
+    assert 0.5 < key.confidence <= 1.0
+    assert len(key.alternatives) == 3 and key.label not in key.alternatives
+
+
+def test_chords_follow_the_cadence(case) -> None:
+    bpm, name, y = case
+    names = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+    tonic = names.index(name)
+    expected = [names[(tonic + step) % 12] + ":maj" for step in (0, 5, 7, 0)]
+    chords = tonality.recognize_chords(y, sr=SR)
+    bar = 240.0 / bpm
+    for i, label in enumerate(expected * 2):
+        mid = (i + 0.5) * bar
+        if mid >= 16.0:
+            break
+        found = next(c.label for c in chords if c.start <= mid < c.end)
+        enharmonic = {"C#": "Db", "D#": "Eb", "F#": "Gb", "G#": "Ab", "A#": "Bb"}
+        root = label.split(":")[0]
+        assert found in (label, f"{enharmonic.get(root, root)}:maj"), (mid, chords)

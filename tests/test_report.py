@@ -1,0 +1,93 @@
+"""The report: schema round trip, renderers and the JAMS export."""
+
+from __future__ import annotations
+
+import json
+from html import unescape
+from datetime import UTC, datetime
+
+import jams
+import pytest
+
+from polymuse.render.document import outline
+from polymuse.render.files import slug
+from polymuse.render.html import to_html
+from polymuse.render.jams_export import to_jams
+from polymuse.render.markdown import to_markdown
+from polymuse.report import (
+    AnalysisReport,
+    BasicFacts,
+    KeyEstimate,
+    Loudness,
+    MusicFeatures,
+    NodeRun,
+    Rhythm,
+    SourceInfo,
+    TimedLabel,
+)
+
+
+@pytest.fixture
+def report() -> AnalysisReport:
+    return AnalysisReport(
+        polymuse_version="0",
+        generated_at=datetime(2026, 1, 1, tzinfo=UTC),
+        title="卡农.wav",
+        summary="A test.",
+        source=SourceInfo(
+            path="/x/卡农.wav", file_name="卡农.wav", content_hash="ab" * 32, size_bytes=10,
+            container="wav", codec="pcm_16", decoder="soundfile", sample_rate=44100,
+            channels=2, frames=441000, duration_s=10.0,
+        ),
+        facts=BasicFacts(
+            peak_dbfs=-1.0, rms_dbfs=-20.0, clipped_samples=0, clipping_ratio=0.0,
+            dc_offset=0.0, silent=False,
+        ),
+        features=MusicFeatures(
+            rhythm=Rhythm(
+                tempo_bpm=120.0, time_signature="4/4", beats_per_bar=4,
+                beats=[0.5, 1.0, 1.5, 2.0], beat_positions=[1, 2, 3, 4], downbeats=[0.5],
+            ),
+            key=KeyEstimate(label="D major", tonic="D", mode="major", confidence=0.9),
+            chords=[TimedLabel(start=0, end=2, label="D:maj"), TimedLabel(start=2, end=10, label="B:min")],
+            structure=[TimedLabel(start=0, end=5, label="A"), TimedLabel(start=5, end=10, label="A'")],
+            loudness=Loudness(integrated_lufs=-14.0, loudness_range_lu=5.0, true_peak_dbtp=-1.0),
+        ),
+        nodes=[NodeRun(name="load", status="ok", seconds=0.1)],
+    )
+
+
+def test_json_round_trip(report: AnalysisReport) -> None:
+    again = AnalysisReport.model_validate_json(report.model_dump_json())
+    assert again == report
+
+
+def test_schema_is_versioned_and_strict(report: AnalysisReport) -> None:
+    schema = AnalysisReport.model_json_schema()
+    assert "schema_version" in schema["properties"]
+    data = json.loads(report.model_dump_json())
+    data["unexpected"] = 1
+    with pytest.raises(ValueError):
+        AnalysisReport.model_validate(data)
+
+
+def test_markdown_and_html_say_the_same(report: AnalysisReport) -> None:
+    sections = outline(report, ["waveform"])
+    md = to_markdown(report.title, sections)
+    html = unescape(to_html(report.title, sections, {"waveform": b"\x89PNG"}))
+    for text in ("D major", "Bm", "A'", "-14.0 LUFS", "120.0 BPM"):
+        assert text in md and text in html
+    assert "data:image/png;base64," in html and "![waveform](plots/waveform.png)" in md
+
+
+def test_jams_export_validates(report: AnalysisReport) -> None:
+    doc = to_jams(report)
+    namespaces = {a.namespace for a in doc.annotations}
+    assert namespaces == {"beat", "tempo", "key_mode", "chord", "segment_open"}
+    again = jams.JAMS.loads(doc.dumps())
+    assert again.search(namespace="key_mode")[0].data[0].value == "D:major"
+
+
+def test_slug_keeps_chinese_and_drops_separators() -> None:
+    assert slug("卡农.mp3") == "卡农"
+    assert slug("My Song (live)!.flac") == "my-song-live"
