@@ -21,7 +21,7 @@ def report(state: AnalysisState, runtime: Runtime[Context]) -> dict:
     from polymuse.nodes import NODES  # the registry imports this module
 
     rep = build_report(state, registered=list(NODES))
-    folder = report_folder(runtime.context.settings.output_dir, rep)
+    folder = report_folder(runtime.context.settings.output_dir, rep.source)
     y = runtime.context.audio.load(state["source"].path, sample_rate=PLOT_SAMPLE_RATE)
     write_report(rep, folder, y, PLOT_SAMPLE_RATE)
     return {"report": rep, "report_dir": str(folder)}

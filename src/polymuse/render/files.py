@@ -14,7 +14,7 @@ from polymuse.render.html import to_html
 from polymuse.render.jams_export import to_jams
 from polymuse.render.markdown import to_markdown
 from polymuse.render.plots import draw_figures
-from polymuse.report import AnalysisReport
+from polymuse.report import AnalysisReport, SourceInfo
 
 
 def slug(name: str) -> str:
@@ -24,9 +24,9 @@ def slug(name: str) -> str:
     return text[:60] or "song"
 
 
-def report_folder(output_dir: Path, report: AnalysisReport) -> Path:
-    """`<output_dir>/<slug>-<first 8 hex of the content hash>`."""
-    return Path(output_dir) / f"{slug(report.source.file_name)}-{report.source.content_hash[:8]}"
+def report_folder(output_dir: Path, source: SourceInfo) -> Path:
+    """`<output_dir>/<slug>-<first 8 hex of the content hash>`: one folder per song file."""
+    return Path(output_dir) / f"{slug(source.file_name)}-{source.content_hash[:8]}"
 
 
 def _write(path: Path, data: str | bytes) -> None:
