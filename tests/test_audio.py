@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from polymuse.errors import AudioLoadError
 from polymuse.tools import audio
@@ -118,5 +117,7 @@ def test_unknown_codec_is_reported(tmp_path: Path) -> None:
     body += b"data" + len(data).to_bytes(4, "little") + data
     path = tmp_path / "odd.wav"
     path.write_bytes(b"RIFF" + len(body).to_bytes(4, "little") + body)
-    with pytest.raises(AudioLoadError, match="odd.wav: not a readable audio file.*unsupported codec"):
+    with pytest.raises(
+        AudioLoadError, match="odd.wav: not a readable audio file.*unsupported codec"
+    ):
         audio.probe(path)

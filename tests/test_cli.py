@@ -13,7 +13,11 @@ import pytest
 def polymuse(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "polymuse", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=300, check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 
@@ -34,7 +38,11 @@ def test_analyze_writes_every_report_file(analysed) -> None:
     assert report["features"]["key"]["label"] == "C major"
     assert abs(report["features"]["rhythm"]["tempo_bpm"] - 120) < 2.4
     assert {p.name for p in (folder / "plots").iterdir()} >= {
-        "waveform.png", "spectrogram.png", "chroma.png", "structure.png", "loudness.png"
+        "waveform.png",
+        "spectrogram.png",
+        "chroma.png",
+        "structure.png",
+        "loudness.png",
     }
     assert "C major" in result.stdout
 

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from polymuse.tools import rhythm, tonality
+from polymuse.tools.signals import synth_song
 
-from conftest import SR, synth_song
+SR = 44100
 
 CASES = [(120.0, 60, "C"), (96.0, 62, "D"), (140.0, 57, "A")]
 

@@ -23,7 +23,9 @@ def test_integrated_matches_pyloudnorm(channels: int) -> None:
     y = 0.2 * np.sin(2 * np.pi * 997 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.3 * t))
     y = np.stack([y + 0.01 * rng.standard_normal(len(t))] * channels, axis=1)
     ours = measure_loudness(blocks(y, 65536), sr=SR)
-    assert ours.integrated_lufs == pytest.approx(pyloudnorm.Meter(SR).integrated_loudness(y), abs=0.05)
+    assert ours.integrated_lufs == pytest.approx(
+        pyloudnorm.Meter(SR).integrated_loudness(y), abs=0.05
+    )
 
 
 def test_block_size_does_not_change_results() -> None:

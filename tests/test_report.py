@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from html import unescape
 from datetime import UTC, datetime
+from html import unescape
 
 import jams
 import pytest
@@ -35,22 +35,44 @@ def report() -> AnalysisReport:
         title="卡农.wav",
         summary="A test.",
         source=SourceInfo(
-            path="/x/卡农.wav", file_name="卡农.wav", content_hash="ab" * 32, size_bytes=10,
-            container="wav", codec="pcm_16", decoder="soundfile", sample_rate=44100,
-            channels=2, frames=441000, duration_s=10.0,
+            path="/x/卡农.wav",
+            file_name="卡农.wav",
+            content_hash="ab" * 32,
+            size_bytes=10,
+            container="wav",
+            codec="pcm_16",
+            decoder="soundfile",
+            sample_rate=44100,
+            channels=2,
+            frames=441000,
+            duration_s=10.0,
         ),
         facts=BasicFacts(
-            peak_dbfs=-1.0, rms_dbfs=-20.0, clipped_samples=0, clipping_ratio=0.0,
-            dc_offset=0.0, silent=False,
+            peak_dbfs=-1.0,
+            rms_dbfs=-20.0,
+            clipped_samples=0,
+            clipping_ratio=0.0,
+            dc_offset=0.0,
+            silent=False,
         ),
         features=MusicFeatures(
             rhythm=Rhythm(
-                tempo_bpm=120.0, time_signature="4/4", beats_per_bar=4,
-                beats=[0.5, 1.0, 1.5, 2.0], beat_positions=[1, 2, 3, 4], downbeats=[0.5],
+                tempo_bpm=120.0,
+                time_signature="4/4",
+                beats_per_bar=4,
+                beats=[0.5, 1.0, 1.5, 2.0],
+                beat_positions=[1, 2, 3, 4],
+                downbeats=[0.5],
             ),
             key=KeyEstimate(label="D major", tonic="D", mode="major", confidence=0.9),
-            chords=[TimedLabel(start=0, end=2, label="D:maj"), TimedLabel(start=2, end=10, label="B:min")],
-            structure=[TimedLabel(start=0, end=5, label="A"), TimedLabel(start=5, end=10, label="A'")],
+            chords=[
+                TimedLabel(start=0, end=2, label="D:maj"),
+                TimedLabel(start=2, end=10, label="B:min"),
+            ],
+            structure=[
+                TimedLabel(start=0, end=5, label="A"),
+                TimedLabel(start=5, end=10, label="A'"),
+            ],
             loudness=Loudness(integrated_lufs=-14.0, loudness_range_lu=5.0, true_peak_dbtp=-1.0),
         ),
         nodes=[NodeRun(name="load", status="ok", seconds=0.1)],

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from polymuse.tools.signals import midi_hz
 from polymuse.tools.structure import segment_structure
-
-from conftest import midi_hz
 
 SR = 22050
 

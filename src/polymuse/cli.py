@@ -15,7 +15,7 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_FATAL = 0, 1, 2
 
 app = typer.Typer(
     name="polymuse",
-    help="Agent-orchestrated music analysis: hand it a song, get everything a musician wants to know.",
+    help="Agent-orchestrated music analysis: hand it a song, learn everything about it.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

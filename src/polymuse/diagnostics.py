@@ -52,7 +52,9 @@ def package_checks() -> list[Check]:
 
 def tool_checks() -> list[Check]:
     checks = [
-        Check(f"tool: {tool}", shutil.which(tool) is not None, shutil.which(tool) or f"missing; {why}")
+        Check(
+            f"tool: {tool}", shutil.which(tool) is not None, shutil.which(tool) or f"missing; {why}"
+        )
         for tool, why in TOOLS.items()
     ]
     from polymuse.tools.synth import find_soundfont

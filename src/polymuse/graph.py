@@ -30,11 +30,7 @@ def select_nodes(
     required = [n for n, spec in NODES.items() if spec.required]
     if bad := [n for n in skip if n in required]:
         raise UserError(f"cannot skip required node(s) {', '.join(bad)}")
-    return [
-        n
-        for n in NODES
-        if n in required or ((not only or n in only) and n not in skip)
-    ]
+    return [n for n in NODES if n in required or ((not only or n in only) and n not in skip)]
 
 
 def _dependencies(name: str, selected: list[str]) -> list[str]:
@@ -66,12 +62,17 @@ def instrument(spec: NodeSpec) -> NodeFn:
             log.debug("node %s failed", spec.name, exc_info=True)
             reason = str(exc) if isinstance(exc, PolymuseError) else f"{type(exc).__name__}: {exc}"
             run = NodeRun(
-                name=spec.name, status="failed", seconds=round(time.perf_counter() - started, 3),
-                backend=backend, detail=reason,
+                name=spec.name,
+                status="failed",
+                seconds=round(time.perf_counter() - started, 3),
+                backend=backend,
+                detail=reason,
             )
             return {"runs": [run]}
         run = NodeRun(
-            name=spec.name, status="ok", seconds=round(time.perf_counter() - started, 3),
+            name=spec.name,
+            status="ok",
+            seconds=round(time.perf_counter() - started, 3),
             backend=backend,
         )
         return {**update, "runs": [*update.get("runs", []), run]}

@@ -18,7 +18,9 @@ from polymuse.settings import Settings
 
 
 def analyze(
-    files: list[Path] = typer.Argument(..., help="Audio files (wav, flac, ogg, opus, mp3, m4a...)."),
+    files: list[Path] = typer.Argument(
+        ..., help="Audio files (wav, flac, ogg, opus, mp3, m4a...)."
+    ),
     only: list[str] = typer.Option(None, "--only", help="Run only these nodes (comma-separated)."),
     skip: list[str] = typer.Option(None, "--skip", help="Skip these nodes (comma-separated)."),
     output: Path = typer.Option(None, "--output", "-o", help="Report folder root [reports/]."),
@@ -54,8 +56,13 @@ def run_analysis(
     context = Context(settings=settings)
     final: dict = {}
     with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-        console=err, transient=True, disable=quiet,
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=quiet,
     ) as progress:
         task = progress.add_task(f"{path.name}: load", total=len(nodes))
         for chunk in graph.stream({"path": str(path)}, context=context, stream_mode="updates"):

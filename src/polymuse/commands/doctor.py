@@ -17,7 +17,9 @@ def doctor() -> None:
     for col in ("component", "status", "detail"):
         table.add_column(col)
     for check in checks:
-        table.add_row(check.component, "[green]ok[/]" if check.ok else "[red]missing[/]", check.detail)
+        table.add_row(
+            check.component, "[green]ok[/]" if check.ok else "[red]missing[/]", check.detail
+        )
     out.print(table)
     models = Table(title="Models", title_justify="left")
     for col in ("model", "version", "source", "licence"):

@@ -24,7 +24,9 @@ def read_report(path: Path) -> tuple[AnalysisReport, Path]:
     try:
         return AnalysisReport.model_validate_json(file.read_text(encoding="utf-8")), file.parent
     except ValidationError as exc:
-        raise UserError(f"{file}: not a valid Poly-Muse report ({exc.error_count()} errors)") from exc
+        raise UserError(
+            f"{file}: not a valid Poly-Muse report ({exc.error_count()} errors)"
+        ) from exc
 
 
 @app.command("show")

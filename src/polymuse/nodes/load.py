@@ -23,7 +23,8 @@ def load(state: AnalysisState, runtime: Runtime[Context]) -> dict:
     source = runtime.context.audio.probe(path)
     if source.duration_s < audio.MIN_DURATION_S:
         raise AudioLoadError(
-            path, f"audio is {source.duration_s:.2f} s long; at least {audio.MIN_DURATION_S:g} s needed"
+            path,
+            f"audio is {source.duration_s:.2f} s long; at least {audio.MIN_DURATION_S:g} s needed",
         )
     facts = scan_levels(source)
     flags = []

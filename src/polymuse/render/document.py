@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from polymuse.report import AnalysisReport
 from polymuse.render.summary import chord_name
+from polymuse.report import AnalysisReport
 
 
 @dataclass
@@ -52,8 +52,14 @@ def outline(report: AnalysisReport, figures: list[str]) -> list[Section]:
                         ["format", f"{src.container} / {src.codec} (decoded by {src.decoder})"],
                         ["duration", f"{src.duration_s:.2f} s"],
                         ["sample rate / channels", f"{src.sample_rate} Hz / {src.channels}"],
-                        ["peak / RMS", f"{_fmt(facts.peak_dbfs, ' dBFS')} / {_fmt(facts.rms_dbfs, ' dBFS')}"],
-                        ["clipped samples", f"{facts.clipped_samples} ({facts.clipping_ratio:.4%})"],
+                        [
+                            "peak / RMS",
+                            f"{_fmt(facts.peak_dbfs, ' dBFS')} / {_fmt(facts.rms_dbfs, ' dBFS')}",
+                        ],
+                        [
+                            "clipped samples",
+                            f"{facts.clipped_samples} ({facts.clipping_ratio:.4%})",
+                        ],
                     ],
                 )
             ],
@@ -136,7 +142,10 @@ def outline(report: AnalysisReport, figures: list[str]) -> list[Section]:
             tables=[
                 Table(
                     ["node", "status", "seconds", "backend", "detail"],
-                    [[n.name, n.status, f"{n.seconds:.2f}", n.backend, n.detail] for n in report.nodes],
+                    [
+                        [n.name, n.status, f"{n.seconds:.2f}", n.backend, n.detail]
+                        for n in report.nodes
+                    ],
                 )
             ],
         )

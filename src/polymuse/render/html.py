@@ -31,11 +31,14 @@ def to_html(title: str, sections: list[Section], figures: dict[str, bytes]) -> s
         for table in section.tables:
             head = "".join(f"<th>{escape(h)}</th>" for h in table.headers)
             rows = "".join(
-                "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in table.rows
+                "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>"
+                for row in table.rows
             )
             html_table = f"<table><tr>{head}</tr>{rows}</table>"
             if len(table.rows) > LONG_TABLE:
-                html_table = f"<details><summary>{len(table.rows)} rows</summary>{html_table}</details>"
+                html_table = (
+                    f"<details><summary>{len(table.rows)} rows</summary>{html_table}</details>"
+                )
             body.append(html_table)
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'

@@ -34,7 +34,9 @@ def to_jams(report: AnalysisReport) -> jams.JAMS:
             )
     if f and f.key:
         annotation("key_mode", "madmom CNN key").append(
-            time=0.0, duration=duration, value=f"{f.key.tonic}:{f.key.mode}",
+            time=0.0,
+            duration=duration,
+            value=f"{f.key.tonic}:{f.key.mode}",
             confidence=f.key.confidence,
         )
     if f and f.chords:

@@ -12,8 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from polymuse.report import AnalysisReport  # noqa: E402
 from polymuse.render.summary import chord_name  # noqa: E402
+from polymuse.report import AnalysisReport  # noqa: E402
 
 PLOT_SR = 11025
 HOP = 256
@@ -29,7 +29,11 @@ def _png(fig: plt.Figure) -> bytes:
 
 def draw_figures(report: AnalysisReport, y: np.ndarray, sr: int) -> dict[str, bytes]:
     """Waveform with beats, spectrogram, chromagram with chords, structure and loudness plots."""
-    y = librosa.resample(y, orig_sr=sr, target_sr=PLOT_SR, res_type="soxr_qq") if sr != PLOT_SR else y
+    y = (
+        librosa.resample(y, orig_sr=sr, target_sr=PLOT_SR, res_type="soxr_qq")
+        if sr != PLOT_SR
+        else y
+    )
     f = report.features
     figures = {"waveform": _waveform(y, report)}
     if report.facts.silent:
@@ -79,8 +83,14 @@ def _chroma(y: np.ndarray, report: AnalysisReport) -> bytes:
     for seg in report.features.chords:
         bar.axvspan(seg.start, seg.end, color="#dde" if seg.label == "N" else "#9ac", ec="w")
         if seg.end - seg.start > 0.6:
-            bar.text((seg.start + seg.end) / 2, 0.5, chord_name(seg.label), ha="center",
-                     va="center", fontsize=7)
+            bar.text(
+                (seg.start + seg.end) / 2,
+                0.5,
+                chord_name(seg.label),
+                ha="center",
+                va="center",
+                fontsize=7,
+            )
     bar.set(yticks=[], xlabel="time (s)")
     return _png(fig)
 
@@ -90,8 +100,13 @@ def _structure(report: AnalysisReport) -> bytes:
     letters = sorted({s.label.rstrip("'") for s in report.features.structure})
     colours = plt.get_cmap("tab10")
     for seg in report.features.structure:
-        ax.axvspan(seg.start, seg.end, color=colours(letters.index(seg.label.rstrip("'")) % 10),
-                   alpha=0.7, ec="w")
+        ax.axvspan(
+            seg.start,
+            seg.end,
+            color=colours(letters.index(seg.label.rstrip("'")) % 10),
+            alpha=0.7,
+            ec="w",
+        )
         ax.text((seg.start + seg.end) / 2, 0.5, seg.label, ha="center", va="center")
     ax.set(yticks=[], xlim=(0, report.source.duration_s), xlabel="time (s)", title="Structure")
     return _png(fig)

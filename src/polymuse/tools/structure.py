@@ -3,7 +3,8 @@
 McFee & Ellis (2014), "Analyzing song structure with spectral clustering": a beat-synchronous
 CQT recurrence graph (repetition) is blended with an MFCC path graph (local continuity); the
 first eigenvectors of its normalised Laplacian are clustered, and label changes are the
-boundaries. The number of section types is chosen by eigengap among those that give section-length runs.
+boundaries. The number of section types is the best eigengap among those giving
+section-length runs.
 """
 
 from __future__ import annotations
@@ -145,9 +146,13 @@ def _label_sections(
             f_start, f_end = first[cluster]
             n = min(end - start, f_end - f_start)
             a, b = chroma[:, f_start : f_start + n], chroma[:, start : start + n]
-            cos = np.sum(a * b, axis=0) / (np.linalg.norm(a, axis=0) * np.linalg.norm(b, axis=0) + 1e-9)
+            cos = np.sum(a * b, axis=0) / (
+                np.linalg.norm(a, axis=0) * np.linalg.norm(b, axis=0) + 1e-9
+            )
             label = letters[cluster] + ("'" if float(cos.mean()) < variation_similarity else "")
         sections.append(
-            TimedLabel(start=round(float(times[start]), 3), end=round(float(times[end]), 3), label=label)
+            TimedLabel(
+                start=round(float(times[start]), 3), end=round(float(times[end]), 3), label=label
+            )
         )
     return sections
