@@ -25,3 +25,5 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 # The CPU build of torch 2.13.0 (a plain `torch` requirement would pull a multi-GB CUDA build).
 .venv/bin/pip install -q torch==2.13.0
 .venv/bin/pip install -q -e '.[dev]'
+# musicnn ships the tagger checkpoints; its pinned TensorFlow-era dependencies are not needed.
+.venv/bin/pip install -q --no-deps musicnn==0.1.0

@@ -1,0 +1,1 @@
+"""Audio encoders: pretrained networks that turn audio into tags and embeddings."""
