@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from html import unescape
+from pathlib import Path
 
 import jams
 import pytest
@@ -113,3 +114,9 @@ def test_jams_export_validates(report: AnalysisReport) -> None:
 def test_slug_keeps_chinese_and_drops_separators() -> None:
     assert slug("卡农.mp3") == "卡农"
     assert slug("My Song (live)!.flac") == "my-song-live"
+
+
+def test_published_schema_is_current() -> None:
+    """docs/report.schema.json is what `polymuse report schema` prints; regenerate it if not."""
+    published = Path(__file__).parents[1] / "docs" / "report.schema.json"
+    assert json.loads(published.read_text(encoding="utf-8")) == AnalysisReport.model_json_schema()

@@ -1,0 +1,1 @@
+"""Evaluation harnesses: accuracy of each analysis against exact ground truth."""
