@@ -62,7 +62,7 @@ def run_analysis(
         TimeElapsedColumn(),
         console=err,
         transient=True,
-        disable=quiet,
+        disable=quiet or not err.is_terminal,
     ) as progress:
         task = progress.add_task(f"{path.name}: load", total=len(nodes))
         for chunk in graph.stream({"path": str(path)}, context=context, stream_mode="updates"):

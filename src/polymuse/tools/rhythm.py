@@ -1,6 +1,13 @@
-"""Beats, downbeats, meter and tempo with madmom's RNN + DBN downbeat tracker."""
+"""Beats, downbeats, meter and tempo with madmom's RNN + DBN downbeat tracker.
+
+The eight BLSTMs of the activation model run through `madmom_torch` (same activations as
+madmom's numpy layers, about 10x faster); processors are built once per process.
+"""
 
 from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +25,27 @@ SAMPLE_RATE = 44100
 FPS = 100
 
 
+@lru_cache(maxsize=1)
+def _activation_processor() -> Any:
+    """RNNDownBeatProcessor with its networks in PyTorch."""
+    import_madmom()
+    from madmom.features.downbeats import RNNDownBeatProcessor
+
+    from polymuse.tools.madmom_torch import accelerate
+
+    return accelerate(RNNDownBeatProcessor())
+
+
+@lru_cache(maxsize=8)
+def _tracker(beats_per_bar: tuple[int, ...], min_bpm: float, max_bpm: float) -> Any:
+    import_madmom()
+    from madmom.features.downbeats import DBNDownBeatTrackingProcessor
+
+    return DBNDownBeatTrackingProcessor(
+        beats_per_bar=list(beats_per_bar), min_bpm=min_bpm, max_bpm=max_bpm, fps=FPS
+    )
+
+
 def track_rhythm(
     y: np.ndarray,
     *,
@@ -30,17 +58,25 @@ def track_rhythm(
 
     The meter is whichever of `beats_per_bar` the DBN decodes best. Tempo is the median
     inter-beat interval; the time signature is written over a quarter note by convention.
+
+    Raises:
+        ParameterError: `y` is not 1-d audio at 44.1 kHz, or the meter or tempo range is invalid.
     """
     if sr != SAMPLE_RATE:
         raise ParameterError(f"madmom's rhythm models need {SAMPLE_RATE} Hz audio, got {sr}")
+    if np.ndim(y) != 1:
+        raise ParameterError(f"track_rhythm needs mono audio (1-d), got shape {np.shape(y)}")
+    meters = tuple(int(b) for b in beats_per_bar)
+    if not meters or min(meters) < 2:
+        raise ParameterError(f"beats_per_bar must list meters of 2 or more, got {beats_per_bar}")
+    if not 0 < min_bpm < max_bpm:
+        raise ParameterError(f"need 0 < min_bpm < max_bpm, got {min_bpm} and {max_bpm}")
     madmom = import_madmom()
-    from madmom.features.downbeats import DBNDownBeatTrackingProcessor, RNNDownBeatProcessor
-
-    signal = madmom.audio.signal.Signal(y, sample_rate=sr, num_channels=1)
-    activations = RNNDownBeatProcessor()(signal)
-    tracker = DBNDownBeatTrackingProcessor(
-        beats_per_bar=list(beats_per_bar), min_bpm=min_bpm, max_bpm=max_bpm, fps=FPS
-    )
+    # float32 always: madmom's STFT caches a window scaled for the first signal's dtype
+    samples = np.asarray(y, dtype=np.float32)
+    signal = madmom.audio.signal.Signal(samples, sample_rate=sr, num_channels=1)
+    activations = _activation_processor()(signal)
+    tracker = _tracker(meters, float(min_bpm), float(max_bpm))
     decoded = tracker(activations) if len(activations) else np.zeros((0, 2))
     if len(decoded) < 2:
         return Rhythm(tempo_bpm=None, time_signature=None, beats_per_bar=None)
