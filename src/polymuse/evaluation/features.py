@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from polymuse.tools import audio, corpus, rhythm, tonality
 
 TEMPO_TOLERANCE = 0.04
+METRICAL_LEVELS = (1 / 3, 1 / 2, 2 / 3, 1.0, 3 / 2, 2.0, 3.0)
 GOALS = {"key_weighted": 0.80, "tempo_accuracy": 0.90, "beat_f": 0.85}
 
 
@@ -35,6 +36,7 @@ class RhythmResult(BaseModel):
     truth_bpm: float
     estimate_bpm: float | None
     tempo_ok: bool
+    tempo_level_ok: bool = False  # right at some metrical level (x1/3, 1/2, 2/3, 3/2, 2, 3)
     beat_f: float
     downbeat_f: float
     meter_ok: bool
@@ -54,6 +56,7 @@ class FeatureEvaluation(BaseModel):
             "key_exact": _mean([k.truth == k.estimate for k in self.keys]),
             "tempo_accuracy": _mean([x.tempo_ok for x in r]),
             "tempo_accuracy_compound": _mean([x.tempo_ok for x in compound]),
+            "tempo_accuracy_any_level": _mean([x.tempo_level_ok for x in r]),
             "beat_f": _mean([x.beat_f for x in r]),
             "downbeat_f": _mean([x.downbeat_f for x in r]),
             "meter_accuracy": _mean([x.meter_ok for x in r]),
@@ -97,10 +100,9 @@ def evaluate_features(
         truth = piece.truth
         y = audio.load(audio.probe(piece.audio), sample_rate=rhythm.SAMPLE_RATE)
         est = rhythm.track_rhythm(y, sr=rhythm.SAMPLE_RATE)
-        tempo_ok = (
-            est.tempo_bpm is not None
-            and abs(est.tempo_bpm - truth.bpm) / truth.bpm <= TEMPO_TOLERANCE
-        )
+        ratio = (est.tempo_bpm or 0.0) / truth.bpm
+        tempo_ok = abs(ratio - 1) <= TEMPO_TOLERANCE
+        level_ok = any(abs(ratio / m - 1) <= TEMPO_TOLERANCE for m in METRICAL_LEVELS)
         rhythms.append(
             RhythmResult(
                 piece_id=piece.piece_id,
@@ -108,6 +110,7 @@ def evaluate_features(
                 truth_bpm=truth.bpm,
                 estimate_bpm=est.tempo_bpm,
                 tempo_ok=tempo_ok,
+                tempo_level_ok=level_ok,
                 beat_f=_f_measure(truth.beats, est.beats),
                 downbeat_f=_f_measure(truth.downbeats, est.downbeats),
                 meter_ok=est.beats_per_bar == truth.beats_per_bar,

@@ -47,6 +47,8 @@ def features(state: AnalysisState, runtime: Runtime[Context]) -> dict:
 
     def tonal_and_loudness() -> None:
         result.key = attempt("key", lambda: tonality.estimate_key(y, sr=sr), tonality.KEY_MODEL)
+        if result.key:
+            result.models.append(tonality.KEY_PROFILE_MODEL)
         result.chords = attempt(
             "chords", lambda: tonality.recognize_chords(y, sr=sr), tonality.CHORD_MODEL
         )
