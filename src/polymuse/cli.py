@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from polymuse.commands import analyze, doctor, evaluate, example, report
+from polymuse.commands import analyze, catalog, db, doctor, evaluate, example, report
 from polymuse.console import err
 from polymuse.errors import PolymuseError, UserError
 
@@ -24,6 +24,8 @@ app.command("analyze")(analyze.analyze)
 app.command("doctor")(doctor.doctor)
 app.command("example")(example.example)
 app.add_typer(report.app, name="report")
+app.add_typer(catalog.app, name="catalog")
+app.add_typer(db.app, name="db")
 app.add_typer(evaluate.app, name="eval")
 
 _verbose = False
