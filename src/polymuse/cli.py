@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from polymuse.commands import analyze, catalog, db, doctor, evaluate, example, report
+from polymuse.commands import analyze, catalog, db, doctor, evaluate, example, report, search
 from polymuse.console import err
 from polymuse.errors import PolymuseError, UserError
 
@@ -23,6 +23,8 @@ app = typer.Typer(
 app.command("analyze")(analyze.analyze)
 app.command("doctor")(doctor.doctor)
 app.command("example")(example.example)
+app.command("search")(search.search)
+app.command("similar")(search.similar)
 app.add_typer(report.app, name="report")
 app.add_typer(catalog.app, name="catalog")
 app.add_typer(db.app, name="db")

@@ -8,6 +8,7 @@ import shutil
 from dataclasses import dataclass
 
 from polymuse.errors import PolymuseError
+from polymuse.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -66,5 +67,18 @@ def tool_checks() -> list[Check]:
     return checks
 
 
-def all_checks() -> list[Check]:
-    return package_checks() + tool_checks()
+def backend_checks(settings: Settings) -> list[Check]:
+    """Audio encoders: built-in ones are ok; user-supplied ones say whether they are configured.
+
+    An optional backend that is not configured is not a failure.
+    """
+    from polymuse.tools.encoders.audio import encoder_status
+
+    return [
+        Check(f"audio encoder: {name}", configured or "POLYMUSE_" in detail, detail)
+        for name, configured, detail in encoder_status(settings)
+    ]
+
+
+def all_checks(settings: Settings) -> list[Check]:
+    return package_checks() + tool_checks() + backend_checks(settings)

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from polymuse.semantic_report import SemanticSection
+
 SCHEMA_VERSION = "1.0"
 
 
@@ -112,5 +114,6 @@ class AnalysisReport(Model):
     source: SourceInfo
     facts: BasicFacts
     features: MusicFeatures | None = None
+    semantic: SemanticSection | None = None
     flags: list[str] = Field(default_factory=list, description="e.g. silent, clipping")
     nodes: list[NodeRun] = Field(default_factory=list)

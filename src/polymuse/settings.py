@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     text_encoder: str = Field("minilm", description="Text encoder backend.")
     llm: str = Field("none", description="Chat model: none | openai | ollama.")
 
+    clap_dir: Path | None = Field(None, description="Local CLAP model folder (transformers).")
+    clamp3_dir: Path | None = Field(None, description="Local CLaMP 3 folder (*.pth + encoders).")
+    mert_dir: Path | None = Field(None, description="Local MERT model folder.")
+    muq_dir: Path | None = Field(None, description="Local MuQ model folder.")
+    text_encoder_dir: Path | None = Field(None, description="sentence-transformer folder.")
+    semantic_max_windows: int = Field(16, description="Audio windows the reviewer encodes.")
+
     analysis_sample_rate: int = Field(44100, description="Rate the MIR models run at.")
 
     @property

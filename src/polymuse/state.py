@@ -6,6 +6,7 @@ import operator
 from typing import Annotated, TypedDict
 
 from polymuse.report import AnalysisReport, BasicFacts, MusicFeatures, NodeRun, SourceInfo
+from polymuse.semantic_report import SemanticSection
 
 
 class AnalysisInput(TypedDict):
@@ -24,6 +25,8 @@ class AnalysisState(AnalysisInput, total=False):
     """Level facts from the streaming pass in `load`."""
     features: MusicFeatures
     """Tempo, beats, key, chords, structure, loudness, set by `features`."""
+    semantic: SemanticSection
+    """Descriptor confidences per category with their evidence, set by `review`."""
     flags: Annotated[list[str], operator.add]
     """Conditions worth a reader's attention (silent, clipping, ...)."""
     runs: Annotated[list[NodeRun], operator.add]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
+from polymuse.commands.common import load_settings
 from polymuse.console import out
 from polymuse.diagnostics import all_checks
 from polymuse.model_cards import MODEL_CARDS
@@ -12,7 +13,7 @@ from polymuse.model_cards import MODEL_CARDS
 
 def doctor() -> None:
     """Check packages, tools and backends; list models with source and licence."""
-    checks = all_checks()
+    checks = all_checks(load_settings())
     table = Table(title="Poly-Muse doctor", title_justify="left")
     for col in ("component", "status", "detail"):
         table.add_column(col)

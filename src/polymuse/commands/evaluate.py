@@ -33,15 +33,49 @@ def features(
             seed=seed,
             progress=lambda message: status.update(message),
         )
-    summary = result.summary()
-    table = Table(title=f"Feature accuracy ({summary['pieces']} pieces, {result.seconds:.0f} s)")
+    _print_goals(f"Feature accuracy ({result.seconds:.0f} s)", result.summary(), GOALS)
+    _save(output / "features.json", result.model_dump_json(indent=2))
+
+
+@app.command("tags")
+def tags(
+    per_family: int = typer.Option(14, "--per-family", help="Pieces per instrument family."),
+    seed: int = typer.Option(0, "--seed"),
+    cache: Path = typer.Option(None, "--cache", help="Render cache [POLYMUSE_HOME/eval]."),
+    calibration: Path = typer.Option(
+        None, "--write-calibration", help="Write the calibration fitted on the fit split here."
+    ),
+    output: Path = typer.Option(Path("reports/eval"), "--output", "-o"),
+) -> None:
+    """Dominant instrument in the top 3 and text-search MRR on GM-instrument renders."""
+    from polymuse.evaluation.tags import GOALS, evaluate_tags
+
+    settings = load_settings()
+    with err.status("rendering and tagging...") as status:
+        result = evaluate_tags(
+            per_family=per_family,
+            cache_dir=cache or settings.home / "eval",
+            seed=seed,
+            settings=settings,
+            write_calibration=calibration,
+            progress=lambda message: status.update(message),
+        )
+    _print_goals("Semantic accuracy (test split)", result.summary(), GOALS)
+    _save(output / "tags.json", result.model_dump_json(indent=2))
+
+
+def _print_goals(title: str, summary: dict[str, float], goals: dict[str, float]) -> None:
+    table = Table(title=title)
     for col in ("metric", "value", "goal"):
         table.add_column(col)
     for name, value in summary.items():
-        goal = GOALS.get(name)
+        goal = goals.get(name)
         mark = "" if goal is None else (" [green]ok[/]" if value >= goal else " [red]below[/]")
         table.add_row(name, f"{value:g}", f"{goal:g}{mark}" if goal else "")
     out.print(table)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "features.json").write_text(result.model_dump_json(indent=2), encoding="utf-8")
-    out.print(f"per-piece results: {output / 'features.json'}")
+
+
+def _save(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    out.print(f"per-piece results: {path}")

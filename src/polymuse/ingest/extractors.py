@@ -73,6 +73,7 @@ class Extractor(Protocol):
 EXTRACTORS: dict[str, str] = {
     "spectral-stats": "polymuse.ingest.extractors:SpectralStatsExtractor",
     "debug": "polymuse.ingest.extractors:DebugExtractor",
+    "semantic": "polymuse.tools.semantics.catalogue:SemanticExtractor",
 }
 
 

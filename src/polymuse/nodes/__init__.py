@@ -14,6 +14,7 @@ from langgraph.runtime import Runtime
 from polymuse.nodes.features import features
 from polymuse.nodes.load import load
 from polymuse.nodes.report import report
+from polymuse.nodes.review import review
 from polymuse.runtime import Context
 from polymuse.settings import Settings
 from polymuse.state import AnalysisState
@@ -38,6 +39,13 @@ NODES: dict[str, NodeSpec] = {
     for spec in (
         NodeSpec("load", load, "decode, validate, hash, level scan", required=True),
         NodeSpec("features", features, "tempo, beats, key, chords, structure, loudness", ("load",)),
+        NodeSpec(
+            "review",
+            review,
+            "descriptors: mood, genre, instruments, texture",
+            ("load",),
+            backend=lambda s: s.audio_encoder,
+        ),
         NodeSpec("report", report, "JSON, Markdown, HTML, JAMS under reports/", required=True),
     )
 }

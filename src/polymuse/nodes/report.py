@@ -11,6 +11,7 @@ from polymuse.render.files import report_folder, write_report
 from polymuse.render.summary import summarise
 from polymuse.report import AnalysisReport, NodeRun
 from polymuse.runtime import Context
+from polymuse.semantic_report import write_embeddings
 from polymuse.state import AnalysisState
 
 PLOT_SAMPLE_RATE = 22050
@@ -24,6 +25,7 @@ def report(state: AnalysisState, runtime: Runtime[Context]) -> dict:
     folder = report_folder(runtime.context.settings.output_dir, rep.source)
     y = runtime.context.audio.load(state["source"].path, sample_rate=PLOT_SAMPLE_RATE)
     write_report(rep, folder, y, PLOT_SAMPLE_RATE)
+    write_embeddings(folder, rep.semantic)
     return {"report": rep, "report_dir": str(folder)}
 
 
@@ -48,6 +50,7 @@ def build_report(state: AnalysisState, *, registered: list[str]) -> AnalysisRepo
             "source": source,
             "facts": facts,
             "features": features,
+            "semantic": state.get("semantic"),
             "flags": flags,
             "nodes": runs,
         }

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from polymuse.render.summary import chord_name
 from polymuse.report import AnalysisReport
+from polymuse.semantic_report import semantic_section
 
 
 @dataclass
@@ -123,6 +124,8 @@ def outline(report: AnalysisReport, figures: list[str]) -> list[Section]:
                 tables=[Table(["feature", "reason"], [[k, v] for k, v in f.errors.items()])],
             )
         )
+    if (semantic := semantic_section(report)) is not None:
+        sections.append(semantic)
     models = f.models if f else []
     if models:
         sections.append(

@@ -1,0 +1,1 @@
+"""Semantic review: the descriptor bank, audio features for texture, descriptor scoring, search."""
