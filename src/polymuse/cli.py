@@ -7,7 +7,17 @@ import sys
 
 import typer
 
-from polymuse.commands import analyze, catalog, db, doctor, evaluate, example, report, search
+from polymuse.commands import (
+    agents,
+    analyze,
+    catalog,
+    db,
+    doctor,
+    evaluate,
+    example,
+    report,
+    search,
+)
 from polymuse.console import err
 from polymuse.errors import PolymuseError, UserError
 
@@ -24,6 +34,11 @@ app.command("analyze")(analyze.analyze)
 app.command("doctor")(doctor.doctor)
 app.command("example")(example.example)
 app.command("search")(search.search)
+app.command("ask")(agents.ask)
+app.command("chat")(agents.chat)
+app.command("review")(agents.review)
+app.command("plan")(agents.plan)
+app.command("feedback")(agents.feedback)
 app.command("similar")(search.similar)
 app.add_typer(report.app, name="report")
 app.add_typer(catalog.app, name="catalog")

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     audio_encoder: str = Field("musicnn", description="Audio encoder backend.")
     text_encoder: str = Field("minilm", description="Text encoder backend.")
     llm: str = Field("none", description="Chat model: none | openai | ollama.")
+    llm_model: str = Field("", description="Model name on the chat server.")
+    llm_base_url: str | None = Field(None, description="OpenAI-compatible base URL (vLLM, ...).")
+    llm_api_key: SecretStr | None = Field(None, description="API key; never printed.")
+    llm_timeout_s: float = 60.0
+    llm_max_retries: int = 2
 
     clap_dir: Path | None = Field(None, description="Local CLAP model folder (transformers).")
     clamp3_dir: Path | None = Field(None, description="Local CLaMP 3 folder (*.pth + encoders).")

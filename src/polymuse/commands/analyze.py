@@ -8,6 +8,9 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from polymuse.agents.ask import Responder
+from polymuse.agents.goal import plan_goal
+from polymuse.agents.tools import ReportLibrary, SongEntry
 from polymuse.commands.common import load_settings, split_names
 from polymuse.console import err, out
 from polymuse.errors import PolymuseError
@@ -25,10 +28,16 @@ def analyze(
     skip: list[str] = typer.Option(None, "--skip", help="Skip these nodes (comma-separated)."),
     output: Path = typer.Option(None, "--output", "-o", help="Report folder root [reports/]."),
     as_json: bool = typer.Option(False, "--json", help="Print the report JSON instead of a table."),
+    goal: str = typer.Option(
+        None, "--goal", help='Plain-words request, e.g. "just the key and the chords".'
+    ),
 ) -> None:
     """Analyse songs; write reports/<song>-<hash>/ with report.json, .md, .html and .jams."""
     settings = load_settings(output=output)
     only_names, skip_names = split_names(only), split_names(skip)
+    goal_plan = plan_goal(goal) if goal else None
+    if goal_plan and not only_names:
+        only_names = goal_plan.nodes
     graph = build_graph(only=only_names, skip=skip_names).compile()
     nodes = select_nodes(only=only_names, skip=skip_names)
     failures = 0
@@ -45,6 +54,10 @@ def analyze(
             out.print_json(report.model_dump_json())
         else:
             print_summary(report, folder)
+        if goal_plan:
+            entry = SongEntry(report, folder)
+            answer = Responder(ReportLibrary([entry])).answer(goal, song=entry)
+            out.print(answer.render(), highlight=False)
     if failures:
         raise typer.Exit(1)
 

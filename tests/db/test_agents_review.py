@@ -1,0 +1,66 @@
+"""`review DIR` over new, known, corrupt and duplicate files; the re-run is a no-op."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from polymuse.agents.review import review_folder
+from polymuse.ingest import IngestOptions, run_ingest
+from polymuse.ingest.testdata import write_corrupt
+
+pytestmark = pytest.mark.db
+
+
+def test_review_new_known_corrupt_duplicate(store, make_song, tmp_path: Path) -> None:
+    known = make_song("known/Artist - Known.wav", seed=1, seconds=2.0)
+    run_ingest(store, [known], IngestOptions(jobs=1))
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy(known, inbox / "known copy.wav")
+    new = make_song("x/Artist - Fresh.wav", seed=2, seconds=2.0)
+    shutil.copy(new, inbox / "Artist - Fresh.wav")
+    shutil.copy(new, inbox / "Artist - Fresh (dup).wav")
+    bad = write_corrupt(tmp_path / "bad")[0]
+    shutil.copy(bad, inbox / "broken.wav") if bad.stat().st_size else (
+        inbox / "broken.wav"
+    ).write_text("not audio")
+
+    analysed = []
+
+    def analyse(path: Path):
+        analysed.append(path.name)
+        return None, f"reports/{path.stem}"
+
+    result = review_folder(store, inbox, output_dir=tmp_path / "reports", analyse=analyse)
+    outcomes = {Path(f.path).name: f.outcome for f in result.files}
+    assert outcomes == {
+        "known copy.wav": "known",
+        "Artist - Fresh (dup).wav": "new",
+        "Artist - Fresh.wav": "duplicate",
+        "broken.wav": "failed",
+    } or outcomes == {
+        "known copy.wav": "known",
+        "Artist - Fresh.wav": "new",
+        "Artist - Fresh (dup).wav": "duplicate",
+        "broken.wav": "failed",
+    }
+    assert len(analysed) == 1 and result.exit_code == 1
+    md = (Path(result.out_dir) / "review.md").read_text()
+    for heading in (
+        "Summary",
+        "Unknown songs",
+        "Low-confidence",
+        "Failures",
+        "Changes since",
+        "Plan",
+    ):
+        assert heading in md
+    assert any("failed" in a for a in result.alerts)
+    assert any(a.kind == "retry_quarantine" for a in result.plan)
+
+    again = review_folder(store, inbox, output_dir=tmp_path / "reports", analyse=analyse)
+    assert again.status == "noop" and again.files == [] and len(analysed) == 1
+    assert len(list((tmp_path / "reports" / "reviews").iterdir())) == 1
