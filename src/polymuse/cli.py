@@ -17,6 +17,7 @@ from polymuse.commands import (
     example,
     report,
     search,
+    separate,
 )
 from polymuse.console import err
 from polymuse.errors import PolymuseError, UserError
@@ -33,6 +34,7 @@ app = typer.Typer(
 app.command("analyze")(analyze.analyze)
 app.command("doctor")(doctor.doctor)
 app.command("example")(example.example)
+app.command("separate")(separate.separate)
 app.command("search")(search.search)
 app.command("ask")(agents.ask)
 app.command("chat")(agents.chat)

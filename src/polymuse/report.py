@@ -103,6 +103,33 @@ class MusicFeatures(Model):
     errors: dict[str, str] = Field(default_factory=dict, description="feature -> why it failed")
 
 
+class StemInfo(Model):
+    """One written stem."""
+
+    name: str = Field(description="vocals, drums, bass, other or instrumental")
+    path: str
+    loudness_lufs: float | None = Field(description="integrated loudness; None when silent")
+    true_peak_dbtp: float | None = None
+    energy_share: float = Field(description="stem energy / sum of the four stems' energies")
+    clipped_samples: int = Field(0, description="samples beyond full scale, clipped when written")
+    produced_by: str = Field("", description="the backend that produced this stem")
+
+
+class Separation(Model):
+    """What the `separate` node wrote, with which backend and model."""
+
+    backend: str
+    model: ModelInfo
+    sample_rate: int
+    folder: str
+    stems: list[StemInfo]
+    cached: bool = Field(False, description="stems reused from the content-hash cache")
+    seconds: float = Field(0.0, description="separation time (0 when cached)")
+    notes: list[str] = Field(
+        default_factory=list, description="fallbacks taken: smaller chunks, CPU, derived stems"
+    )
+
+
 class AnalysisReport(Model):
     """Everything one `analyze` run found out about one song."""
 
@@ -114,6 +141,7 @@ class AnalysisReport(Model):
     source: SourceInfo
     facts: BasicFacts
     features: MusicFeatures | None = None
+    separation: Separation | None = None
     semantic: SemanticSection | None = None
     flags: list[str] = Field(default_factory=list, description="e.g. silent, clipping")
     nodes: list[NodeRun] = Field(default_factory=list)

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     text_encoder_dir: Path | None = Field(None, description="sentence-transformer folder.")
     semantic_max_windows: int = Field(16, description="Audio windows the reviewer encodes.")
 
+    roformer_checkpoint: Path | None = Field(None, description="BS/Mel-RoFormer .ckpt (MSST/UVR).")
+    roformer_config: Path | None = Field(None, description="Its YAML; default: checkpoint .yaml.")
+    demucs_repo: Path | None = Field(None, description="Folder of Demucs .th files and bag .yaml.")
+    demucs_model: str = Field("htdemucs", description="Demucs model or bag name in demucs_repo.")
+    stem_subtype: Literal["PCM_16", "PCM_24", "FLOAT"] = Field("PCM_16", description="Stem WAVs.")
+
     analysis_sample_rate: int = Field(44100, description="Rate the MIR models run at.")
 
     @property

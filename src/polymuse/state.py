@@ -5,7 +5,14 @@ from __future__ import annotations
 import operator
 from typing import Annotated, TypedDict
 
-from polymuse.report import AnalysisReport, BasicFacts, MusicFeatures, NodeRun, SourceInfo
+from polymuse.report import (
+    AnalysisReport,
+    BasicFacts,
+    MusicFeatures,
+    NodeRun,
+    Separation,
+    SourceInfo,
+)
 from polymuse.semantic_report import SemanticSection
 
 
@@ -25,6 +32,8 @@ class AnalysisState(AnalysisInput, total=False):
     """Level facts from the streaming pass in `load`."""
     features: MusicFeatures
     """Tempo, beats, key, chords, structure, loudness, set by `features`."""
+    separation: Separation
+    """Stem files, loudness and share of the mix, set by `separate`."""
     semantic: SemanticSection
     """Descriptor confidences per category with their evidence, set by `review`."""
     flags: Annotated[list[str], operator.add]

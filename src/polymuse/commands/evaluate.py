@@ -9,6 +9,7 @@ from rich.table import Table
 
 from polymuse.commands.common import load_settings
 from polymuse.console import err, out
+from polymuse.evaluation.separation import separation
 
 app = typer.Typer(help="Measure accuracy against rendered ground truth.", no_args_is_help=True)
 
@@ -35,6 +36,9 @@ def features(
         )
     _print_goals(f"Feature accuracy ({result.seconds:.0f} s)", result.summary(), GOALS)
     _save(output / "features.json", result.model_dump_json(indent=2))
+
+
+app.command("separation")(separation)
 
 
 @app.command("tags")

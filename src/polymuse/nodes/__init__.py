@@ -15,6 +15,7 @@ from polymuse.nodes.features import features
 from polymuse.nodes.load import load
 from polymuse.nodes.report import report
 from polymuse.nodes.review import review
+from polymuse.nodes.separate import separate
 from polymuse.runtime import Context
 from polymuse.settings import Settings
 from polymuse.state import AnalysisState
@@ -40,10 +41,17 @@ NODES: dict[str, NodeSpec] = {
         NodeSpec("load", load, "decode, validate, hash, level scan", required=True),
         NodeSpec("features", features, "tempo, beats, key, chords, structure, loudness", ("load",)),
         NodeSpec(
+            "separate",
+            separate,
+            "stems: vocals, drums, bass, other, instrumental",
+            ("load",),
+            backend=lambda s: s.separator,
+        ),
+        NodeSpec(
             "review",
             review,
-            "descriptors: mood, genre, instruments, texture",
-            ("load",),
+            "descriptors: mood, genre, instruments, texture (mix and stems)",
+            ("separate",),
             backend=lambda s: s.audio_encoder,
         ),
         NodeSpec("report", report, "JSON, Markdown, HTML, JAMS under reports/", required=True),

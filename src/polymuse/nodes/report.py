@@ -46,10 +46,13 @@ def build_report(state: AnalysisState, *, registered: list[str]) -> AnalysisRepo
             "polymuse_version": __version__,
             "generated_at": datetime.now(UTC),
             "title": source.file_name,
-            "summary": summarise(source, facts, features),
+            "summary": summarise(
+                source, facts, features, state.get("semantic"), state.get("separation")
+            ),
             "source": source,
             "facts": facts,
             "features": features,
+            "separation": state.get("separation"),
             "semantic": state.get("semantic"),
             "flags": flags,
             "nodes": runs,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from polymuse.report import BasicFacts, MusicFeatures, SourceInfo
+from polymuse.report import BasicFacts, MusicFeatures, Separation, SourceInfo
+from polymuse.semantic_report import SemanticSection
 
 
 def _clock(seconds: float) -> str:
@@ -20,7 +21,20 @@ def chord_name(label: str) -> str:
     return root + ("m" if quality.startswith("min") else "")
 
 
-def summarise(source: SourceInfo, facts: BasicFacts, features: MusicFeatures | None) -> str:
+def top_descriptors(semantic: SemanticSection | None, category: str, n: int = 2) -> list[str]:
+    """Labels of the `n` most confident descriptors of a category, if any were scored."""
+    if semantic is None:
+        return []
+    return [d.label for d in semantic.categories.get(category, [])[:n]]
+
+
+def summarise(
+    source: SourceInfo,
+    facts: BasicFacts,
+    features: MusicFeatures | None,
+    semantic: SemanticSection | None = None,
+    separation: Separation | None = None,
+) -> str:
     """A few sentences stating only what the report contains."""
     parts = [
         f"{source.file_name} lasts {_clock(source.duration_s)} "
@@ -60,6 +74,26 @@ def summarise(source: SourceInfo, facts: BasicFacts, features: MusicFeatures | N
         parts.append(text + ".")
     if facts.clipped_samples:
         parts.append(f"{facts.clipped_samples} samples are at or near full scale (clipping).")
+    sound = [
+        f"{category} {' / '.join(labels)}"
+        for category in ("genre", "instruments", "mood")
+        if (labels := top_descriptors(semantic, category))
+    ]
+    if sound:
+        parts.append("It sounds like: " + "; ".join(sound) + ".")
+    if separation:
+        shares = sorted(
+            (s for s in separation.stems if s.name != "instrumental"),
+            key=lambda s: s.energy_share,
+            reverse=True,
+        )
+        parts.append(
+            "Stem energy ("
+            + separation.backend
+            + "): "
+            + ", ".join(f"{s.name} {s.energy_share:.0%}" for s in shares)
+            + "."
+        )
     if f.errors:
         parts.append("Not available: " + ", ".join(sorted(f.errors)) + " (see Nodes).")
     return " ".join(parts)
