@@ -54,3 +54,16 @@ def test_chords_follow_the_cadence(case) -> None:
         enharmonic = {"C#": "Db", "D#": "Eb", "F#": "Gb", "G#": "Ab", "A#": "Bb"}
         root = label.split(":")[0]
         assert found in (label, f"{enharmonic.get(root, root)}:maj"), (mid, chords)
+
+
+def test_windowed_decoding_matches_one_pass(case) -> None:
+    """The DBN decoded over short overlapping windows finds the same beats as in one pass."""
+    bpm, _, y = case
+    madmom = rhythm.import_madmom()
+    signal = madmom.audio.signal.Signal(y, sample_rate=SR, num_channels=1)
+    activations = rhythm._activation_processor()(signal)
+    tracker = rhythm._tracker((3, 4), 55.0, 215.0)
+    whole = tracker(activations)
+    windowed = rhythm.decode_in_windows(activations, tracker, window_s=5.0, overlap_s=4.0)
+    assert mir_eval.beat.f_measure(whole[:, 0], windowed[:, 0], f_measure_threshold=0.03) > 0.95
+    assert np.all(np.diff(windowed[:, 0]) > 0)
