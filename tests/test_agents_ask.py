@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agents_data import TITLES, library
+from agents_data import TITLES, library, make_report
 from polymuse.agents.ask import NOT_IN_DATA, Answer, Responder
 from polymuse.agents.tools import ReportLibrary, resolve
 
@@ -270,3 +270,37 @@ def test_library_reads_report_folders(tmp_path) -> None:
     (tmp_path / "reports" / "junk" / "report.json").write_text("{}")
     loaded = ReportLibrary.from_folder(tmp_path / "reports")
     assert len(loaded.entries) == len(TITLES)
+
+
+def test_descriptor_questions_read_the_semantic_section() -> None:
+    from polymuse.agents.tools import SongEntry
+    from polymuse.semantic_report import DescriptorScore, ModelRef, SemanticSection
+
+    def score(category: str, label: str, zh: str, confidence: float) -> DescriptorScore:
+        return DescriptorScore(
+            id=f"{category}.{label}",
+            label=label,
+            label_zh=zh,
+            category=category,
+            confidence=confidence,
+        )
+
+    report = make_report(0, "Quiet Harbour").model_copy()
+    report.semantic = SemanticSection(
+        encoder=ModelRef(name="debug"),
+        bank_version=1,
+        bank_hash="x",
+        calibration="none",
+        windows=1,
+        window_seconds=3.0,
+        categories={
+            "instruments": [score("instruments", "piano", "钢琴", 0.8)],
+            "mood": [score("mood", "calm", "平静", 0.6), score("mood", "sad", "悲伤", 0.3)],
+        },
+    )
+    responder = Responder(ReportLibrary([SongEntry(report, "reports/quiet")]))
+    answer = responder.answer("Which instruments does Quiet Harbour use?")
+    assert "piano (0.80)" in answer.text
+    assert answer.facts[0].field == "semantic.categories.instruments"
+    assert "平静 (0.60)" in responder.answer("Quiet Harbour 的情绪是什么？").text
+    assert "not in the data" in responder.answer("What genre is Quiet Harbour?").text

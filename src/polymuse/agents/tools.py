@@ -111,6 +111,10 @@ FIELDS: dict[str, str] = {
     "chords": "features.chords",
     "structure": "features.structure",
     "loudness": "features.loudness.integrated_lufs",
+    "instruments": "semantic.categories.instruments",
+    "mood": "semantic.categories.mood",
+    "genre": "semantic.categories.genre",
+    "texture": "semantic.categories.texture",
     "duration": "source.duration_s",
     "file": "source.path",
     "summary": "summary",
@@ -121,7 +125,7 @@ def resolve(report: AnalysisReport, dotted: str) -> Any:
     """The value at a dotted path (`features.key.label`); None where any step is missing."""
     value: Any = report
     for part in dotted.split("."):
-        value = getattr(value, part, None) if value is not None else None
+        value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
     return value
 
 
