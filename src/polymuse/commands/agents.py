@@ -87,7 +87,10 @@ def chat(
         config = {"configurable": {"thread_id": thread}}
         out.print(f"thread {thread} (resume with --thread {thread}); empty line ends")
         while True:
-            question = typer.prompt("you", default="", show_default=False).strip()
+            try:
+                question = typer.prompt("you", default="", show_default=False).strip()
+            except typer.Abort:  # end of input (Ctrl-D or a closed pipe) ends the chat too
+                break
             if not question:
                 break
             result = app.invoke({"messages": [HumanMessage(question)]}, config)
