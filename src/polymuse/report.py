@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from polymuse.melody_report import MelodySection
 from polymuse.semantic_report import SemanticSection
 
 SCHEMA_VERSION = "1.0"
@@ -143,5 +144,6 @@ class AnalysisReport(Model):
     features: MusicFeatures | None = None
     separation: Separation | None = None
     semantic: SemanticSection | None = None
+    melody: MelodySection | None = None
     flags: list[str] = Field(default_factory=list, description="e.g. silent, clipping")
     nodes: list[NodeRun] = Field(default_factory=list)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 from typing import Annotated, TypedDict
 
+from polymuse.melody_report import MelodySection
 from polymuse.report import (
     AnalysisReport,
     BasicFacts,
@@ -34,6 +35,8 @@ class AnalysisState(AnalysisInput, total=False):
     """Tempo, beats, key, chords, structure, loudness, set by `features`."""
     separation: Separation
     """Stem files, loudness and share of the mix, set by `separate`."""
+    melody: MelodySection
+    """Lead-line f0, its notes and the mix's notes as MIDI, set by `melody`."""
     semantic: SemanticSection
     """Descriptor confidences per category with their evidence, set by `review`."""
     flags: Annotated[list[str], operator.add]

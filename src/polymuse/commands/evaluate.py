@@ -9,6 +9,7 @@ from rich.table import Table
 
 from polymuse.commands.common import load_settings
 from polymuse.console import err, out
+from polymuse.evaluation.melody import melody
 from polymuse.evaluation.separation import separation
 
 app = typer.Typer(help="Measure accuracy against rendered ground truth.", no_args_is_help=True)
@@ -39,6 +40,7 @@ def features(
 
 
 app.command("separation")(separation)
+app.command("melody")(melody)
 
 
 @app.command("tags")

@@ -13,6 +13,7 @@ from langgraph.runtime import Runtime
 
 from polymuse.nodes.features import features
 from polymuse.nodes.load import load
+from polymuse.nodes.melody import melody
 from polymuse.nodes.report import report
 from polymuse.nodes.review import review
 from polymuse.nodes.separate import separate
@@ -53,6 +54,13 @@ NODES: dict[str, NodeSpec] = {
             "descriptors: mood, genre, instruments, texture (mix and stems)",
             ("separate",),
             backend=lambda s: s.audio_encoder,
+        ),
+        NodeSpec(
+            "melody",
+            melody,
+            "melody f0 + MIDI of the vocal stem (or the mix); notes of the mix",
+            ("separate",),
+            backend=lambda s: "crepe-tiny + basic-pitch",
         ),
         NodeSpec("report", report, "JSON, Markdown, HTML, JAMS under reports/", required=True),
     )

@@ -54,6 +54,7 @@ def build_report(state: AnalysisState, *, registered: list[str]) -> AnalysisRepo
             "features": features,
             "separation": state.get("separation"),
             "semantic": state.get("semantic"),
+            "melody": state.get("melody"),
             "flags": flags,
             "nodes": runs,
         }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from polymuse.melody_report import melody_section
 from polymuse.render.summary import chord_name
 from polymuse.report import AnalysisReport
 from polymuse.semantic_report import semantic_section
@@ -126,6 +127,8 @@ def outline(report: AnalysisReport, figures: list[str]) -> list[Section]:
         )
     if (semantic := semantic_section(report)) is not None:
         sections.append(semantic)
+    if (melody := melody_section(report, figures)) is not None:
+        sections.append(melody)
     models = f.models if f else []
     if models:
         sections.append(

@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from polymuse.melody_report import draw_melody  # noqa: E402
 from polymuse.render.summary import chord_name  # noqa: E402
 from polymuse.report import AnalysisReport  # noqa: E402
 
@@ -39,6 +40,8 @@ def draw_figures(report: AnalysisReport, y: np.ndarray, sr: int) -> dict[str, by
     if report.facts.silent:
         return figures
     figures["spectrogram"] = _spectrogram(y)
+    if (png := draw_melody(report)) is not None:
+        figures["melody"] = png
     if f and f.chords:
         figures["chroma"] = _chroma(y, report)
     if f and f.structure:
