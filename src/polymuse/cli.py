@@ -15,6 +15,7 @@ from polymuse.commands import (
     doctor,
     evaluate,
     example,
+    identify,
     report,
     search,
     separate,
@@ -35,6 +36,7 @@ app.command("analyze")(analyze.analyze)
 app.command("doctor")(doctor.doctor)
 app.command("example")(example.example)
 app.command("separate")(separate.separate)
+app.command("identify")(identify.identify)
 app.command("search")(search.search)
 app.command("ask")(agents.ask)
 app.command("chat")(agents.chat)

@@ -105,6 +105,12 @@ MODEL_CARDS: dict[str, ModelInfo] = {
             licence="Apache-2.0",
         ),
         ModelInfo(
+            name="polymuse-triplets",
+            version="landmark triplets v1 (pitch/tempo-invariant; after Sonnleitner & Widmer)",
+            source="polymuse.tools.fingerprint (algorithm, no weights)",
+            licence="MIT",
+        ),
+        ModelInfo(
             name="bs1770-loudness",
             version="ITU-R BS.1770-4 / EBU R 128 / EBU Tech 3342",
             source="polymuse.tools.loudness (algorithm, no weights)",

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from polymuse.melody_report import MelodySection
+from polymuse.recognition.models import RecognitionSection
 from polymuse.semantic_report import SemanticSection
 
 SCHEMA_VERSION = "1.0"
@@ -145,5 +146,6 @@ class AnalysisReport(Model):
     separation: Separation | None = None
     semantic: SemanticSection | None = None
     melody: MelodySection | None = None
+    recognition: RecognitionSection | None = None
     flags: list[str] = Field(default_factory=list, description="e.g. silent, clipping")
     nodes: list[NodeRun] = Field(default_factory=list)

@@ -6,6 +6,7 @@ import operator
 from typing import Annotated, TypedDict
 
 from polymuse.melody_report import MelodySection
+from polymuse.recognition.models import RecognitionSection
 from polymuse.report import (
     AnalysisReport,
     BasicFacts,
@@ -35,6 +36,8 @@ class AnalysisState(AnalysisInput, total=False):
     """Tempo, beats, key, chords, structure, loudness, set by `features`."""
     separation: Separation
     """Stem files, loudness and share of the mix, set by `separate`."""
+    recognition: RecognitionSection
+    """Catalogue match (song, offset, confidence) and Chromaprint, set by `recognize`."""
     melody: MelodySection
     """Lead-line f0, its notes and the mix's notes as MIDI, set by `melody`."""
     semantic: SemanticSection

@@ -30,7 +30,7 @@ app = typer.Typer(
     help="Your music catalogue (PostgreSQL + pgvector): add folders, list, show, remove, export.",
     no_args_is_help=True,
 )
-DEFAULT_EXTRACTORS = ["spectral-stats"]
+DEFAULT_EXTRACTORS = ["spectral-stats", "polymuse-triplets"]
 _SETTINGS_KEY = "polymuse.settings"
 
 
@@ -64,7 +64,7 @@ def add(
         None,
         "--extractor",
         "-x",
-        help="Feature extractors, repeated or comma-separated [spectral-stats]; "
+        help="Feature extractors, repeated or comma-separated [spectral-stats, polymuse-triplets]; "
         "'none' for Chromaprint only.",
     ),
     jobs: int = typer.Option(None, "--jobs", "-j", min=1, help="Decoder processes [all cores]."),

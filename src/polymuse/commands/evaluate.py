@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from polymuse.commands.common import load_settings
+from polymuse.commands.eval_recognition import recognition
 from polymuse.console import err, out
 from polymuse.evaluation.melody import melody
 from polymuse.evaluation.separation import separation
@@ -41,6 +42,7 @@ def features(
 
 app.command("separation")(separation)
 app.command("melody")(melody)
+app.command("recognition")(recognition)
 
 
 @app.command("tags")

@@ -74,6 +74,7 @@ EXTRACTORS: dict[str, str] = {
     "spectral-stats": "polymuse.ingest.extractors:SpectralStatsExtractor",
     "debug": "polymuse.ingest.extractors:DebugExtractor",
     "semantic": "polymuse.tools.semantics.catalogue:SemanticExtractor",
+    "polymuse-triplets": "polymuse.recognition.extractor:LandmarkExtractor",
 }
 
 

@@ -14,6 +14,7 @@ from langgraph.runtime import Runtime
 from polymuse.nodes.features import features
 from polymuse.nodes.load import load
 from polymuse.nodes.melody import melody
+from polymuse.nodes.recognize import recognize
 from polymuse.nodes.report import report
 from polymuse.nodes.review import review
 from polymuse.nodes.separate import separate
@@ -41,6 +42,13 @@ NODES: dict[str, NodeSpec] = {
     for spec in (
         NodeSpec("load", load, "decode, validate, hash, level scan", required=True),
         NodeSpec("features", features, "tempo, beats, key, chords, structure, loudness", ("load",)),
+        NodeSpec(
+            "recognize",
+            recognize,
+            "catalogue song, offset and confidence (landmark triplets) + Chromaprint",
+            ("load",),
+            backend=lambda s: "polymuse-triplets v1",
+        ),
         NodeSpec(
             "separate",
             separate,

@@ -55,6 +55,7 @@ def build_report(state: AnalysisState, *, registered: list[str]) -> AnalysisRepo
             "separation": state.get("separation"),
             "semantic": state.get("semantic"),
             "melody": state.get("melody"),
+            "recognition": state.get("recognition"),
             "flags": flags,
             "nodes": runs,
         }

@@ -1,0 +1,37 @@
+"""Recognition: which catalogue song a clip comes from, where, and how sure we are.
+
+`Recognizer` fingerprints a query (`polymuse.tools.fingerprint`), looks its probes up in a
+`HashIndex` (in memory or the PostgreSQL postings), votes for an offset-consistent line per
+asset (`matching`), verifies the best lines against stored peaks, and turns the evidence into a
+calibrated confidence (`calibration`). Names are imported on first use, so importing
+`polymuse.recognition.models` (as `polymuse.report` does) stays light and cycle-free.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Calibration": "calibration",
+    "default_calibration": "calibration",
+    "HashIndex": "index",
+    "MemoryIndex": "index",
+    "Postings": "index",
+    "SongRef": "index",
+    "ChromaprintInfo": "models",
+    "Recognition": "models",
+    "RecognitionSection": "models",
+    "SongMatch": "models",
+    "Timeline": "models",
+    "TimelineSegment": "models",
+    "MODEL": "recognizer",
+    "Recognizer": "recognizer",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,131 @@
+"""Score -> calibrated confidence: a small logistic model fitted on evaluation queries.
+
+Features of a query's best candidate (see `Evidence`): log(1 + reference peaks its
+verification found), log(1 + the same for the best other song), the fraction found,
+log(1 + its hash score), and the share of the query's own dominant peaks it explains.
+The model is fitted by `polymuse eval recognition` on known queries (label: the top match is
+right) and out-of-catalogue queries (label: 0), and stored as JSON in the package
+(`polymuse/data/recognition_calibration.json`) with the acceptance threshold chosen on the
+same run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from polymuse.errors import ParameterError
+
+CALIBRATION_FILE = "recognition_calibration.json"
+FEATURES = ("log1p_found", "log1p_second_found", "fraction", "log1p_score", "precision")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the matcher knows about a query's best candidate."""
+
+    found: int
+    """Reference peaks the verification found in the query."""
+    second_found: int
+    """`found` of the best candidate of another song (0 if none)."""
+    fraction: float
+    """`found` over the reference peaks checked."""
+    score: int
+    """Distinct reference hashes on the matched line."""
+    precision: float = 0.0
+    """Share of the query's own dominant peaks the reference explains."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Logistic weights (bias first, then one per feature) and the acceptance threshold."""
+
+    weights: tuple[float, ...] = (-10.0, 2.0, -2.0, 5.0, 1.0, 3.0)
+    threshold: float = 0.5
+    fingerprint_version: str = ""
+    fitted_on: dict[str, float | int | str] = field(default_factory=dict)
+
+    def confidence(self, evidence: Evidence) -> float:
+        """Probability that a best candidate with this evidence is the right song."""
+        return float(self.confidences([evidence])[0])
+
+    def confidences(self, evidence: list[Evidence]) -> np.ndarray:
+        return _sigmoid(features(evidence) @ np.asarray(self.weights))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> Calibration:
+        data = json.loads(text)
+        weights = tuple(float(w) for w in data["weights"])
+        if len(weights) != len(FEATURES) + 1:
+            raise ParameterError(f"calibration needs {len(FEATURES) + 1} weights, got {weights}")
+        return cls(
+            weights=weights,
+            threshold=float(data["threshold"]),
+            fingerprint_version=str(data.get("fingerprint_version", "")),
+            fitted_on=dict(data.get("fitted_on", {})),
+        )
+
+
+def default_calibration() -> Calibration:
+    """The calibration shipped with the package (the built-in guess if none was fitted)."""
+    entry = resources.files("polymuse").joinpath("data", CALIBRATION_FILE)
+    if not entry.is_file():
+        return Calibration()
+    return Calibration.from_json(entry.read_text(encoding="utf-8"))
+
+
+def features(evidence: list[Evidence]) -> np.ndarray:
+    """Design matrix with a leading column of ones."""
+    rows = [
+        (
+            1.0,
+            np.log1p(e.found),
+            np.log1p(e.second_found),
+            e.fraction,
+            np.log1p(e.score),
+            e.precision,
+        )
+        for e in evidence
+    ]
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURES) + 1)
+
+
+def fit(
+    evidence: list[Evidence],
+    correct: np.ndarray,
+    *,
+    l2: float = 1e-3,
+    iterations: int = 50,
+) -> np.ndarray:
+    """Logistic regression weights by Newton's method (lightly L2-regularised)."""
+    x = features(evidence)
+    y = np.asarray(correct, dtype=np.float64)
+    if len(np.unique(y)) < 2:
+        raise ParameterError("calibration needs both right and wrong answers")
+    w = np.zeros(x.shape[1])
+    for _ in range(iterations):
+        p = _sigmoid(x @ w)
+        grad = x.T @ (p - y) + l2 * w
+        hess = (x * (p * (1 - p))[:, None]).T @ x + l2 * np.eye(len(w))
+        delta = np.linalg.solve(hess, grad)
+        w -= delta
+        if np.abs(delta).max() < 1e-8:
+            break
+    return w
+
+
+def save(calibration: Calibration, path: str | Path) -> Path:
+    path = Path(path)
+    path.write_text(calibration.to_json() + "\n", encoding="utf-8")
+    return path
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))

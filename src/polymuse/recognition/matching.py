@@ -1,0 +1,249 @@
+"""Offset-consistent voting: which asset, at which offset and tempo ratio, a query's hits agree on.
+
+A true match puts its hits on one line `t_ref = ratio * t_query + offset`; random hash collisions
+scatter. For every candidate asset the hits vote in a (ratio, offset) histogram (a Hough
+transform over a grid of tempo ratios within the hash tolerance, 2-frame offset bins, each bin
+counted with its better neighbour). The winning line's inliers are counted as distinct
+reference postings, so one stored hash matched by many query triplets counts once, and the line
+is refitted on them by least squares for a precise offset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from polymuse.recognition.index import Hits
+from polymuse.tools import fingerprint
+from polymuse.tools.fingerprint import FRAME_S, QUERY, QueryPrint
+from polymuse.tools.fingerprint.peaks import HOP, N_FFT
+
+OFFSET_BIN = 2.0
+"""Frames (32 ms) per offset bin of the vote."""
+INLIER_FRAMES = 2.5
+"""A hit within this many frames of the line supports it."""
+PRESELECT = 40
+"""Assets with the most hits in one coarse offset bin: voted on in full."""
+COARSE_BIN = 16.0
+"""Frames (0.26 s): the narrowest coarse offset bin of the preselection."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One asset's best line through the query's hits."""
+
+    asset_id: int
+    score: int
+    """Distinct reference postings on the line (the evidence)."""
+    hits: int
+    """All hits of this asset, on the line or not."""
+    ratio: float
+    """Reference time per query time: 1.05 when the query runs 5 % fast."""
+    offset_s: float
+    """Where the query's first sample lies in the reference, seconds (may be negative)."""
+    query_start_s: float
+    """First and last matched anchor in the query, seconds."""
+    query_end_s: float
+
+    @property
+    def reference_start_s(self) -> float:
+        return self.offset_s + self.ratio * self.query_start_s
+
+    @property
+    def reference_end_s(self) -> float:
+        return self.offset_s + self.ratio * self.query_end_s
+
+
+def vote(
+    query: QueryPrint,
+    hits: Hits,
+    *,
+    mask: np.ndarray | None = None,
+    tolerance: float = QUERY.scale_tolerance,
+    top: int = 5,
+) -> list[Candidate]:
+    """The best line per asset, best first (at most `top`).
+
+    Args:
+        query: The query's probes (times and triplet owners).
+        hits: Probes joined with postings (`index.join`).
+        mask: Optional boolean selection of hits (the timeline votes window by window).
+        tolerance: Largest relative tempo change searched.
+        top: How many candidates to return.
+    """
+    if mask is not None:
+        hits = Hits(hits.probe[mask], hits.posting[mask], hits.assets[mask], hits.offsets[mask])
+    if not len(hits):
+        return []
+    times = query.times[hits.probe].astype(np.float64)
+    span = float(times.max() - times.min()) if len(times) else 0.0
+    chosen = _preselect(hits, times, span * tolerance)
+    # Ratio steps small enough that the far end of the query moves under one bin per step.
+    step = min(0.005, OFFSET_BIN / max(span, 1.0))
+    n_steps = int(np.ceil(np.log1p(tolerance) / step))
+    ratios = np.exp(np.arange(-n_steps, n_steps + 1) * step)
+    found = []
+    for asset in chosen:
+        sel = hits.assets == asset
+        found.append(
+            _line(
+                int(asset),
+                times[sel],
+                hits.offsets[sel].astype(np.float64),
+                hits.posting[sel],
+                ratios,
+                tolerance,
+            )
+        )
+    found.sort(key=lambda c: (-c.score, -c.hits, c.asset_id))
+    return found[:top]
+
+
+def _preselect(hits: Hits, times: np.ndarray, drift: float) -> np.ndarray:
+    """The `PRESELECT` assets with the most hits in one coarse offset bin (and its neighbour).
+
+    Bins are as wide as the offset can drift over the query at the largest tempo change, so
+    a true match keeps its hits together while random hits of a popular asset spread out.
+    """
+    width = max(COARSE_BIN, drift)
+    bins = np.floor((hits.offsets - times) / width).astype(np.int64)
+    assets, asset_idx = np.unique(hits.assets, return_inverse=True)
+    low = int(bins.min())
+    span = int(bins.max()) - low + 2
+    keys = asset_idx.astype(np.int64) * span + (bins - low)
+    cells, counts = np.unique(keys, return_counts=True)
+    # Add each cell's right neighbour (same asset) to it.
+    neighbour = np.searchsorted(cells, cells + 1)
+    has = (neighbour < len(cells)) & (cells[np.minimum(neighbour, len(cells) - 1)] == cells + 1)
+    pair = counts + np.where(has, counts[np.minimum(neighbour, len(cells) - 1)], 0)
+    best = np.zeros(len(assets), dtype=np.int64)
+    np.maximum.at(best, cells // span, pair)
+    return assets[np.argsort(-best, kind="stable")[:PRESELECT]]
+
+
+def _line(
+    asset: int,
+    tq: np.ndarray,
+    tr: np.ndarray,
+    posting: np.ndarray,
+    ratios: np.ndarray,
+    tolerance: float,
+) -> Candidate:
+    offsets = tr[None, :] - ratios[:, None] * tq[None, :]
+    bins = np.floor(offsets / OFFSET_BIN).astype(np.int64)
+    low = int(bins.min())
+    width = int(bins.max()) - low + 3
+    keys = (np.arange(len(ratios))[:, None] * width + (bins - low + 1)).ravel()
+    hist = np.bincount(keys, minlength=len(ratios) * width).reshape(len(ratios), width)
+    pair = hist[:, :-1] + hist[:, 1:]
+    r_idx, b_idx = np.unravel_index(int(np.argmax(pair)), pair.shape)
+    row = offsets[r_idx]
+    window = (bins[r_idx] - low + 1 >= b_idx) & (bins[r_idx] - low + 1 <= b_idx + 1)
+    centre = float(np.median(row[window]))
+    inliers = np.abs(row - centre) <= INLIER_FRAMES
+    ratio, offset = float(ratios[r_idx]), centre
+    if inliers.sum() >= 4 and np.ptp(tq[inliers]) > 20:
+        fit_ratio, fit_offset = np.polyfit(tq[inliers], tr[inliers], 1)
+        if abs(np.log(fit_ratio)) <= np.log1p(tolerance) * 1.05:
+            ratio, offset = float(fit_ratio), float(fit_offset)
+            inliers = np.abs(tr - (ratio * tq + offset)) <= INLIER_FRAMES
+    return Candidate(
+        asset_id=asset,
+        score=int(len(np.unique(posting[inliers]))),
+        hits=len(tq),
+        ratio=ratio,
+        offset_s=offset * FRAME_S,
+        query_start_s=float(tq[inliers].min()) * FRAME_S if inliers.any() else 0.0,
+        query_end_s=float(tq[inliers].max()) * FRAME_S if inliers.any() else 0.0,
+    )
+
+
+VERIFY_FRAMES = 1.5
+"""A reference peak is found when a query peak lies this close in time (frames) ..."""
+VERIFY_SEMITONES = 0.2
+"""... and this close in pitch, after the candidate's pitch shift."""
+EDGE_FRAMES = 12
+"""Reference peaks this close to the query's ends are not checked: the query lacks context."""
+
+
+@dataclass(frozen=True)
+class Verification:
+    """How many of the reference's peaks under the query's span the query shows too."""
+
+    checked: int
+    found: int
+    pitch_shift: float
+    """Semitones, query relative to reference (speed and pitch changes both shift it)."""
+    strong: int = 0
+    """The query's strong peaks (reference-style) inside the reference's span ..."""
+    explained: int = 0
+    """... that a reference peak explains: a look-alike lacks the query's own notes."""
+
+    @property
+    def fraction(self) -> float:
+        return self.found / self.checked if self.checked else 0.0
+
+    @property
+    def precision(self) -> float:
+        return self.explained / self.strong if self.strong else 0.0
+
+
+def verify(
+    candidate: Candidate,
+    reference_peaks: np.ndarray,
+    query: QueryPrint,
+    *,
+    tolerance: float = QUERY.scale_tolerance,
+) -> Verification:
+    """Align the reference's stored peaks with the query's along the candidate's line.
+
+    Every reference peak the line maps inside the query is looked for among the query's peaks
+    (within `VERIFY_FRAMES` and `VERIFY_SEMITONES`), for each pitch shift on a 1/16-semitone
+    grid within the tolerance; the best shift counts. Random look-alikes share hashes but not
+    the rest of the constellation, so this separates them from true matches far better than
+    the hash count alone (after Sonnleitner & Widmer's verification step).
+    """
+    t_ref, p_ref = fingerprint.unpack_peaks(reference_peaks)
+    ratio, offset = candidate.ratio, candidate.offset_s / FRAME_S
+    expected = (t_ref - offset) / ratio
+    last = query.duration_s / FRAME_S - N_FFT / HOP
+    inside = np.flatnonzero((expected >= EDGE_FRAMES) & (expected <= last - EDGE_FRAMES))
+    if not len(inside):
+        return Verification(0, 0, 0.0)
+    te = expected[inside]
+    lo = np.searchsorted(query.peak_t, te - VERIFY_FRAMES, side="left")
+    counts = np.searchsorted(query.peak_t, te + VERIFY_FRAMES, side="right") - lo
+    ref = np.repeat(np.arange(len(inside)), counts)
+    qry = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    qry += np.repeat(lo, counts)
+    steps = fingerprint.PITCH_STEPS
+    shift = query.peak_p[qry] - p_ref[inside][ref]
+    search = 12 * np.log2(1 + tolerance) * steps
+    close = VERIFY_SEMITONES * steps
+    keep = np.abs(shift) <= search + close
+    ref, shift = ref[keep], shift[keep]
+    centres = np.arange(-search, search + 1e-9, steps / 16)
+    found = np.array([len(np.unique(ref[np.abs(shift - c) <= close])) for c in centres])
+    best = int(found.max()) if len(found) else 0
+    best_shift = float(np.median(centres[found == best])) if best else 0.0
+    if best:
+        # Refine on the pairs near the best shift: the count is flat over a whole tolerance.
+        for width in (close, close / 2):
+            near = shift[np.abs(shift - best_shift) <= width]
+            best_shift = float(np.median(near)) if len(near) else best_shift
+    # The other way: the query's strong peaks, mapped into the reference.
+    strong = np.flatnonzero(
+        query.strong & (query.peak_t >= EDGE_FRAMES) & (query.peak_t <= last - EDGE_FRAMES)
+    )
+    mapped = query.peak_t[strong] * ratio + offset
+    order = np.argsort(t_ref, kind="stable")
+    t_sorted, p_sorted = t_ref[order], p_ref[order]
+    lo = np.searchsorted(t_sorted, mapped - VERIFY_FRAMES * ratio, side="left")
+    counts = np.searchsorted(t_sorted, mapped + VERIFY_FRAMES * ratio, side="right") - lo
+    own = np.repeat(np.arange(len(strong)), counts)
+    other = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    other += np.repeat(lo, counts)
+    diff = query.peak_p[strong][own] - p_sorted[other] - best_shift
+    explained = len(np.unique(own[np.abs(diff) <= close]))
+    return Verification(len(inside), best, best_shift / steps, len(strong), explained)

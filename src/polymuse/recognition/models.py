@@ -1,0 +1,98 @@
+"""Pydantic results of recognition: one match, a whole answer, a timeline, the report section.
+
+Self-contained (pydantic only), so `polymuse.report` can import the section without a cycle.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = "1.0"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SongMatch(Model):
+    """A catalogue song a query matched, where, and how sure we are."""
+
+    song_id: int
+    asset_id: int
+    title: str
+    artist: str | None = None
+    confidence: float = Field(description="Calibrated probability that this match is right")
+    score: int = Field(description="Distinct reference hashes on the matched time line")
+    reference_offset_s: float = Field(
+        description="Where the query's first sample lies in the reference recording, s"
+    )
+    query_start_s: float = Field(description="Matched span in the query, s")
+    query_end_s: float
+    reference_start_s: float = Field(description="Matched span in the reference, s")
+    reference_end_s: float
+    tempo_ratio: float = Field(description="Reference time per query time (1.05: query 5 % fast)")
+    pitch_shift: float = Field(0.0, description="Semitones, query relative to reference")
+    peaks_checked: int = Field(0, description="Reference peaks under the matched span")
+    peaks_found: int = Field(0, description="... that the query shows too")
+    precision: float = Field(0.0, description="Share of the query's strong peaks it explains")
+    lane: Literal["exact", "semantic"] = "exact"
+
+
+class Recognition(Model):
+    """The answer for one query: a match or `unknown`, with the runners-up."""
+
+    schema_version: str = SCHEMA_VERSION
+    status: Literal["match", "unknown"]
+    match: SongMatch | None = None
+    alternatives: list[SongMatch] = Field(default_factory=list)
+    query_duration_s: float
+    triplets: int = Field(description="Query hash triplets")
+    probes: int = Field(description="Hash cells looked up")
+    postings: int = Field(description="Stored postings returned by the index")
+    seconds: float = Field(0.0, description="Fingerprint + look-up + vote time")
+    decided_by: Literal["exact", "semantic", "none"] = "none"
+    model_name: str = Field("", description="Fingerprint model that answered")
+    model_version: str = ""
+
+
+class TimelineSegment(Model):
+    """A stretch of a long recording that plays one catalogue song."""
+
+    start_s: float = Field(description="In the recording, s")
+    end_s: float
+    match: SongMatch
+
+
+class Timeline(Model):
+    """Every catalogue song found along a long recording, in order."""
+
+    schema_version: str = SCHEMA_VERSION
+    duration_s: float
+    window_s: float
+    hop_s: float
+    segments: list[TimelineSegment] = Field(default_factory=list)
+    seconds: float = 0.0
+
+
+class ChromaprintInfo(Model):
+    """The file's Chromaprint, and the catalogue song holding a near-identical file, if any."""
+
+    fpcalc_version: str
+    items: int
+    duplicate_song_id: int | None = None
+    duplicate_title: str | None = None
+    similarity: float | None = Field(None, description="Share of equal bits (unrelated: ~0.5)")
+
+
+class RecognitionSection(Model):
+    """What the `recognize` node adds to an analysis report."""
+
+    schema_version: str = SCHEMA_VERSION
+    recognition: Recognition | None = None
+    excerpts: list[float] = Field(
+        default_factory=list, description="Starts (s) of the excerpts identified in a long file"
+    )
+    chromaprint: ChromaprintInfo | None = None
+    errors: dict[str, str] = Field(default_factory=dict, description="part -> why it failed")

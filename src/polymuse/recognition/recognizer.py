@@ -1,0 +1,222 @@
+"""`Recognizer`: fingerprint a query, look it up, vote, and answer with a calibrated match.
+
+The same code runs over any `HashIndex` that can also name its assets (`Catalogue`): the
+in-memory index for tests and evaluation, the PostgreSQL postings for the CLI and the graph.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from polymuse.errors import ParameterError
+from polymuse.recognition import matching
+from polymuse.recognition.calibration import Calibration, Evidence, default_calibration
+from polymuse.recognition.index import HashIndex, Hits, SongRef, join
+from polymuse.recognition.models import Recognition, SongMatch, Timeline, TimelineSegment
+from polymuse.report import ModelInfo
+from polymuse.tools import fingerprint
+from polymuse.tools.fingerprint import FRAME_S, QueryPrint
+
+MIN_SCORE = 2
+"""Candidates with fewer hashes on their line are not worth verifying."""
+VERIFIED = 20
+"""Best-voted candidates whose peaks are verified."""
+MODEL = ModelInfo(
+    name="polymuse-triplets",
+    version=fingerprint.VERSION,
+    source="polymuse.tools.fingerprint (algorithm, no weights)",
+    licence="MIT",
+)
+
+
+@dataclass
+class Recognizer:
+    """Identify clips against one catalogue.
+
+    Attributes:
+        catalogue: Where postings and song names come from.
+        calibration: Score -> confidence model and acceptance threshold.
+        alternatives: Runners-up reported with each answer.
+    """
+
+    catalogue: HashIndex
+    calibration: Calibration = field(default_factory=default_calibration)
+    alternatives: int = 3
+
+    def identify(self, audio: np.ndarray, sample_rate: int) -> Recognition:
+        """The catalogue song `audio` (any rate, mono or (channels, samples)) comes from."""
+        started = time.perf_counter()
+        query = fingerprint.query(audio, sample_rate)
+        return self.identify_print(query, started=started)
+
+    def identify_print(self, query: QueryPrint, *, started: float | None = None) -> Recognition:
+        """As `identify`, for a query already fingerprinted."""
+        started = time.perf_counter() if started is None else started
+        postings = self.catalogue.postings(query.hashes)
+        hits = join(query.hashes, postings)
+        candidates = matching.vote(query, hits, top=self.alternatives + 3)
+        result = self._answer(query, candidates, duration_s=query.duration_s)
+        return result.model_copy(
+            update={"postings": len(postings), "seconds": round(time.perf_counter() - started, 4)}
+        )
+
+    def timeline(
+        self,
+        audio: np.ndarray,
+        sample_rate: int,
+        *,
+        window_s: float = 10.0,
+        hop_s: float = 5.0,
+    ) -> Timeline:
+        """Songs along a long recording: windows voted one by one, then merged into segments.
+
+        The recording is fingerprinted and looked up once; each window votes on its own hits.
+        Consecutive accepted windows of one song whose reference offsets agree (the song plays
+        on) become one segment, re-voted over its whole span for its score and confidence.
+        """
+        if window_s <= 0 or not 0 < hop_s <= window_s:
+            raise ParameterError(
+                f"need window_s > 0 and 0 < hop_s <= window_s, got {window_s}, {hop_s}"
+            )
+        started = time.perf_counter()
+        query = fingerprint.query(audio, sample_rate)
+        postings = self.catalogue.postings(query.hashes)
+        hits = join(query.hashes, postings)
+        times = query.times[hits.probe] * FRAME_S
+        duration = query.duration_s
+        starts = np.arange(0.0, max(duration - window_s, 0.0) + hop_s / 2, hop_s)
+        accepted: list[tuple[float, float, SongMatch]] = []
+        for start in starts:
+            end = min(start + window_s, duration)
+            answer = self._vote_span(query, hits, times, start, end)
+            if answer.status == "match" and answer.match is not None:
+                accepted.append((start, end, answer.match))
+        segments = [self._segment(query, hits, times, run) for run in _runs(accepted, hop_s=hop_s)]
+        return Timeline(
+            duration_s=round(duration, 3),
+            window_s=window_s,
+            hop_s=hop_s,
+            segments=[s for s in segments if s is not None],
+            seconds=round(time.perf_counter() - started, 4),
+        )
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _vote_span(
+        self, query: QueryPrint, hits: Hits, times: np.ndarray, start: float, end: float
+    ) -> Recognition:
+        mask = (times >= start) & (times < end)
+        candidates = matching.vote(query, hits, mask=mask, top=self.alternatives + 3)
+        return self._answer(query, candidates, duration_s=end - start)
+
+    def _segment(
+        self,
+        query: QueryPrint,
+        hits: Hits,
+        times: np.ndarray,
+        run: list[tuple[float, float, SongMatch]],
+    ) -> TimelineSegment | None:
+        start, end = run[0][0], run[-1][1]
+        answer = self._vote_span(query, hits, times, start, end)
+        match = answer.match
+        if match is None or match.song_id != run[0][2].song_id:
+            match = max((m for _, _, m in run), key=lambda m: m.confidence)
+        return TimelineSegment(
+            start_s=round(match.query_start_s, 3), end_s=round(match.query_end_s, 3), match=match
+        )
+
+    def _answer(
+        self, query: QueryPrint, candidates: list[matching.Candidate], *, duration_s: float
+    ) -> Recognition:
+        base = {
+            "query_duration_s": round(query.duration_s, 3),
+            "triplets": query.triplets,
+            "probes": len(query.hashes),
+            "postings": 0,
+            "model_name": MODEL.name,
+            "model_version": MODEL.version,
+        }
+        candidates = [c for c in candidates if c.score >= MIN_SCORE][:VERIFIED]
+        ids = [c.asset_id for c in candidates]
+        songs = self.catalogue.describe(ids) if ids else {}
+        peaks = self.catalogue.peaks(ids) if ids else {}
+        checked = [
+            (c, matching.verify(c, peaks[c.asset_id], query))
+            for c in candidates
+            if c.asset_id in songs and c.asset_id in peaks
+        ]
+        if not checked:
+            return Recognition(status="unknown", **base)
+        # One entry per song: its best-verified asset.
+        best: dict[int, tuple[matching.Candidate, matching.Verification]] = {}
+        for c, v in checked:
+            song = songs[c.asset_id].song_id
+            if song not in best or (v.found, c.score) > (best[song][1].found, best[song][0].score):
+                best[song] = (c, v)
+        ranked = sorted(best.values(), key=lambda cv: (-cv[1].found, -cv[0].score))
+        matches = []
+        for i, (c, v) in enumerate(ranked):
+            other = ranked[1 if i == 0 else 0][1].found if len(ranked) > 1 else 0
+            evidence = Evidence(
+                found=v.found,
+                second_found=other,
+                fraction=v.fraction,
+                score=c.score,
+                precision=v.precision,
+            )
+            confidence = self.calibration.confidence(evidence)
+            matches.append(_song_match(c, v, songs[c.asset_id], confidence))
+        top = matches[0]
+        known = top.confidence >= self.calibration.threshold
+        return Recognition(
+            status="match" if known else "unknown",
+            match=top if known else None,
+            alternatives=matches[int(known) : int(known) + self.alternatives],
+            decided_by="exact" if known else "none",
+            **base,
+        )
+
+
+def _song_match(
+    c: matching.Candidate, v: matching.Verification, ref: SongRef, confidence: float
+) -> SongMatch:
+    return SongMatch(
+        song_id=ref.song_id,
+        asset_id=c.asset_id,
+        title=ref.title,
+        artist=ref.artist,
+        confidence=round(confidence, 4),
+        score=c.score,
+        reference_offset_s=round(c.offset_s, 3),
+        query_start_s=round(c.query_start_s, 3),
+        query_end_s=round(c.query_end_s, 3),
+        reference_start_s=round(c.reference_start_s, 3),
+        reference_end_s=round(c.reference_end_s, 3),
+        tempo_ratio=round(c.ratio, 4),
+        pitch_shift=round(v.pitch_shift, 3),
+        peaks_checked=v.checked,
+        peaks_found=v.found,
+        precision=round(v.precision, 3),
+    )
+
+
+def _runs(
+    accepted: list[tuple[float, float, SongMatch]], *, hop_s: float
+) -> list[list[tuple[float, float, SongMatch]]]:
+    """Group consecutive windows of one song whose query-to-reference offsets agree."""
+    runs: list[list[tuple[float, float, SongMatch]]] = []
+    for item in accepted:
+        start, _, match = item
+        if runs:
+            last_start, _, last = runs[-1][-1]
+            same_song = last.song_id == match.song_id
+            adjacent = start - last_start <= hop_s * 1.01
+            agree = abs(match.reference_offset_s - last.reference_offset_s) <= 1.0
+            if same_song and adjacent and agree:
+                runs[-1].append(item)
+                continue
+        runs.append([item])
+    return runs

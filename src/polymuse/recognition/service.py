@@ -1,0 +1,90 @@
+"""Recognition against the catalogue database: what the CLI and the graph node call.
+
+Short clips are identified whole. Files longer than `WHOLE_FILE_S` are identified from a few
+excerpts (the best-supported answer wins), which keeps the look-up small for a full song;
+`identify --timeline` covers a long recording window by window instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from polymuse.recognition.models import ChromaprintInfo, Recognition
+from polymuse.recognition.postgres import PostgresIndex
+from polymuse.recognition.recognizer import Recognizer
+from polymuse.store import Store
+from polymuse.tools import chromaprint
+
+WHOLE_FILE_S = 30.0
+EXCERPT_S = 10.0
+EXCERPTS = 3
+
+
+def excerpt_starts(duration_s: float) -> list[float]:
+    """Where the excerpts of a long file start: spread over its middle, avoiding the ends."""
+    if duration_s <= WHOLE_FILE_S:
+        return []
+    span = duration_s - EXCERPT_S
+    return [round(span * (i + 1) / (EXCERPTS + 1), 3) for i in range(EXCERPTS)]
+
+
+def identify_file(
+    recognizer: Recognizer, audio: np.ndarray, sample_rate: int
+) -> tuple[Recognition, list[float]]:
+    """The answer for a whole file (mono), and the excerpt starts used (empty: whole file)."""
+    starts = excerpt_starts(len(audio) / sample_rate)
+    if not starts:
+        return recognizer.identify(audio, sample_rate), []
+    answers = [
+        recognizer.identify(
+            audio[int(s * sample_rate) : int((s + EXCERPT_S) * sample_rate)], sample_rate
+        )
+        for s in starts
+    ]
+
+    def strength(answer: Recognition) -> tuple[int, float]:
+        best = answer.match or (answer.alternatives[0] if answer.alternatives else None)
+        return (answer.status == "match", best.confidence if best else 0.0)
+
+    return max(answers, key=strength), starts
+
+
+def chromaprint_info(store: Store, audio: np.ndarray, sample_rate: int) -> ChromaprintInfo | None:
+    """The file's Chromaprint and the catalogue song with the most similar stored one."""
+    version = chromaprint.fpcalc_version()
+    if version is None:
+        return None
+    items = chromaprint.fingerprint(audio, sample_rate=sample_rate)
+    info = ChromaprintInfo(fpcalc_version=version, items=len(items))
+    if len(items) < chromaprint.MIN_ITEMS:
+        return info
+    probe = np.unique(items)[:512].tolist()
+    duration = len(audio) / sample_rate
+    slack = max(7.0, 0.07 * duration)
+    with store.connection("comparing Chromaprints") as conn:
+        rows = conn.execute(
+            "SELECT c.entity_id, e.title, c.fingerprint FROM chromaprint c "
+            "JOIN media_entity e ON e.entity_id = c.entity_id "
+            "WHERE c.fingerprint && %(probe)s::integer[] "
+            "AND c.duration_s BETWEEN %(lo)s AND %(hi)s LIMIT 50",
+            {"probe": probe, "lo": duration - slack, "hi": duration + slack},
+        ).fetchall()
+    best = None
+    for song_id, title, stored in rows:
+        score = chromaprint.similarity(items, np.asarray(stored, dtype=np.int32))
+        if best is None or score > best[2]:
+            best = (int(song_id), str(title), score)
+    if best is not None and best[2] >= chromaprint.MATCH_SIMILARITY:
+        info = info.model_copy(
+            update={
+                "duplicate_song_id": best[0],
+                "duplicate_title": best[1],
+                "similarity": round(best[2], 4),
+            }
+        )
+    return info
+
+
+def recognizer_for(store: Store) -> Recognizer:
+    """A recognizer over the catalogue's postings with the shipped calibration."""
+    return Recognizer(PostgresIndex(store))

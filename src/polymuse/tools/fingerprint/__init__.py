@@ -1,0 +1,155 @@
+"""Landmark fingerprints robust to noise, codecs, EQ, and +-8 % tempo, speed and pitch changes.
+
+Pure numpy (scipy for the max filter, soxr for resampling); no database. Two roles:
+
+- `reference(audio, sample_rate)`: sparse hashes with integer anchor frames, for the index.
+- `query(audio, sample_rate)`: dense hashes plus every tolerance cell around them, with the
+  fractional anchor frame of each, for look-ups.
+
+See `peaks` (the constellation) and `hashes` (the triplet hash and its invariances) for the
+parameters and why they are what they are. Times are frames of `FRAME_S` seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from polymuse.tools.fingerprint import hashes as _hashes
+from polymuse.tools.fingerprint.hashes import QUERY, REFERENCE, HashParams
+from polymuse.tools.fingerprint.peaks import (
+    ANALYSIS_RATE,
+    F_MIN,
+    FRAME_S,
+    dominant,
+    find_peaks,
+    log_spectrogram,
+    prepare,
+)
+
+VERSION = "1"
+"""Bump when hashes change: stored postings of another version do not match."""
+FEATURE_SET = "triplet-8k-h128"
+PITCH_STEPS = 16
+"""Pitch resolution of stored peaks, steps per semitone."""
+
+__all__ = [
+    "ANALYSIS_RATE",
+    "FEATURE_SET",
+    "FRAME_S",
+    "QUERY",
+    "REFERENCE",
+    "VERSION",
+    "HashParams",
+    "pack_peaks",
+    "unpack_peaks",
+    "QueryPrint",
+    "ReferencePrint",
+    "query",
+    "reference",
+]
+
+
+@dataclass(frozen=True)
+class ReferencePrint:
+    """What to store of a reference: one hash per triplet with its anchor frame, and the peaks
+    (packed, see `pack_peaks`) that the verification aligns a candidate's query against."""
+
+    hashes: np.ndarray
+    """uint32."""
+    offsets: np.ndarray
+    """int32 anchor frames."""
+    peaks: np.ndarray
+    """uint32 packed peaks."""
+    duration_s: float
+
+    @property
+    def per_second(self) -> float:
+        return len(self.hashes) / self.duration_s if self.duration_s else 0.0
+
+
+@dataclass(frozen=True)
+class QueryPrint:
+    """Look-up keys of a query: every probe cell, with the anchor frame of its triplet."""
+
+    hashes: np.ndarray
+    """uint32 probe cells (several per triplet)."""
+    times: np.ndarray
+    """float32 anchor frame of each probe."""
+    owner: np.ndarray
+    """int64 triplet each probe belongs to."""
+    triplets: int
+    duration_s: float
+    peak_t: np.ndarray
+    """float32 frames of the query's (dense) peaks, sorted."""
+    peak_p: np.ndarray
+    """float32 pitch of each peak, `PITCH_STEPS` per semitone above `F_MIN`."""
+    strong: np.ndarray
+    """bool per peak: also a peak over the reference's bigger neighbourhood."""
+
+
+def reference(
+    audio: np.ndarray, sample_rate: int, *, params: HashParams = REFERENCE
+) -> ReferencePrint:
+    """Reference hashes of a whole recording (mono or (channels, samples), any rate)."""
+    y = prepare(audio, sample_rate)
+    peaks = find_peaks(
+        log_spectrogram(y), time_radius=params.time_radius, freq_radius=params.freq_radius
+    )
+    trip = _hashes.triplets(peaks, params)
+    hashes = _hashes.reference_hashes(trip)
+    offsets = np.rint(peaks.t[trip.anchor]).astype(np.int64)
+    pairs = np.unique(np.stack([hashes.astype(np.int64), offsets]), axis=1)
+    return ReferencePrint(
+        hashes=pairs[0].astype(np.uint32),
+        offsets=pairs[1].astype(np.int32),
+        peaks=pack_peaks(peaks.t, pitch_of(peaks.f)),
+        duration_s=len(y) / ANALYSIS_RATE,
+    )
+
+
+def query(audio: np.ndarray, sample_rate: int, *, params: HashParams = QUERY) -> QueryPrint:
+    """Query probes of a clip (mono or (channels, samples), any rate)."""
+    y = prepare(audio, sample_rate)
+    spec = log_spectrogram(y)
+    peaks = find_peaks(spec, time_radius=params.time_radius, freq_radius=params.freq_radius)
+    strong = dominant(
+        spec, peaks, time_radius=REFERENCE.time_radius, freq_radius=REFERENCE.freq_radius
+    )
+    trip = _hashes.triplets(peaks, params, dominant=strong)
+    hashes, owner = _hashes.query_probes(trip, params)
+    return QueryPrint(
+        hashes=hashes,
+        times=peaks.t[trip.anchor][owner].astype(np.float32),
+        owner=owner,
+        triplets=len(trip),
+        duration_s=len(y) / ANALYSIS_RATE,
+        peak_t=peaks.t,
+        peak_p=pitch_of(peaks.f).astype(np.float32),
+        strong=strong,
+    )
+
+
+def pitch_of(hz: np.ndarray) -> np.ndarray:
+    """Pitch in `PITCH_STEPS` per semitone above `F_MIN`."""
+    return 12 * PITCH_STEPS * np.log2(np.asarray(hz, dtype=np.float64) / F_MIN)
+
+
+def pack_peaks(t: np.ndarray, pitch: np.ndarray) -> np.ndarray:
+    """uint32 per peak: quarter frames in the high 22 bits (4.6 h), pitch in the low 10.
+
+    Pitch is in 1/16 semitone above `F_MIN` (64 semitones fit, past `F_MAX`); time to a
+    quarter frame (4 ms). 4 bytes a peak: about 180 kB per hour of audio.
+    """
+    quarter = np.clip(np.rint(np.asarray(t) * 4), 0, (1 << 22) - 1).astype(np.uint32)
+    p = np.clip(np.rint(pitch), 0, (1 << 10) - 1).astype(np.uint32)
+    return (quarter << np.uint32(10)) | p
+
+
+def unpack_peaks(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, pitch) float arrays from `pack_peaks` output."""
+    packed = np.asarray(packed, dtype=np.uint32)
+    return (packed >> np.uint32(10)).astype(np.float32) / 4, (packed & np.uint32(1023)).astype(
+        np.float32
+    )

@@ -1,0 +1,156 @@
+"""Spectral peaks: the constellation both hash roles are built from.
+
+The audio is resampled to `ANALYSIS_RATE` and analysed with one fixed STFT, so every source rate
+and channel layout gives the same frames. A peak is a local maximum of the log-power spectrogram
+over a time x frequency neighbourhood: gain and smooth EQ do not move it (log power only shifts
+or tilts), and a bigger neighbourhood gives fewer, stronger peaks. Positions are refined to a
+fraction of a frame and a bin by fitting a parabola through the maximum and its neighbours,
+which keeps frequency ratios precise to well under a semitone down to the lowest band.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import fft, ndimage
+
+from polymuse.errors import ParameterError
+
+ANALYSIS_RATE = 8000
+"""Hz. Everything below 4 kHz: where music keeps its energy and codecs keep their detail."""
+N_FFT = 1024
+"""128 ms frames: 7.8 Hz bins, enough to place peaks a few percent of a semitone apart."""
+HOP = 128
+"""16 ms between frames: the time unit of every offset."""
+FRAME_S = HOP / ANALYSIS_RATE
+F_MIN = 125.0
+"""Hz. Lower peaks are too few bins apart to give a precise frequency ratio."""
+F_MAX = 3900.0
+FLOOR_DB = -85.0
+"""Level, dB re full-scale power per bin after loudness normalisation: quieter is silence."""
+TARGET_RMS_DB = -20.0
+"""Every input is scaled to this RMS first, so the floor is relative to the input's level."""
+_CHUNK_FRAMES = 8192
+
+
+@dataclass(frozen=True)
+class Peaks:
+    """Spectral peaks sorted by time: frame (fractional), frequency (Hz), level (dB), and the
+    spectrogram cell each was found in."""
+
+    t: np.ndarray
+    f: np.ndarray
+    level: np.ndarray
+    cell_t: np.ndarray
+    cell_f: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+
+def dominant(spec: np.ndarray, peaks: Peaks, *, time_radius: int, freq_radius: int) -> np.ndarray:
+    """Which peaks are also maxima over a bigger neighbourhood (bool per peak)."""
+    if not len(peaks):
+        return np.zeros(0, dtype=bool)
+    bigger = ndimage.maximum_filter(
+        spec, size=(2 * time_radius + 1, 2 * freq_radius + 1), mode="constant", cval=-np.inf
+    )
+    return spec[peaks.cell_t, peaks.cell_f] >= bigger[peaks.cell_t, peaks.cell_f]
+
+
+def prepare(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Mono float32 at `ANALYSIS_RATE`, scaled to `TARGET_RMS_DB`.
+
+    Args:
+        audio: (samples,) or (channels, samples); channels are averaged.
+        sample_rate: Rate of `audio`, Hz.
+
+    Raises:
+        ParameterError: empty audio, a non-positive rate or non-finite samples.
+    """
+    y = np.asarray(audio, dtype=np.float32)
+    if y.ndim == 2:
+        y = y.mean(axis=0)
+    if y.ndim != 1 or not y.size:
+        raise ParameterError(f"audio must be (samples,) or (channels, samples), got {y.shape}")
+    if sample_rate <= 0:
+        raise ParameterError(f"sample_rate must be positive, got {sample_rate}")
+    if not np.isfinite(y).all():
+        raise ParameterError("audio holds NaN or infinite samples")
+    if sample_rate != ANALYSIS_RATE:
+        import soxr
+
+        y = soxr.resample(y, sample_rate, ANALYSIS_RATE, quality="HQ").astype(np.float32)
+    rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64))))
+    if rms > 0:
+        y = y * np.float32(10 ** (TARGET_RMS_DB / 20) / rms)
+    return y
+
+
+def log_spectrogram(y: np.ndarray) -> np.ndarray:
+    """Log power (dB), shape (frames, bins) over [F_MIN, F_MAX], computed in chunks."""
+    lo, hi = _bin_range()
+    if len(y) < N_FFT:
+        y = np.pad(y, (0, N_FFT - len(y)))
+    frames = np.lib.stride_tricks.sliding_window_view(y, N_FFT)[::HOP]
+    window = np.hanning(N_FFT).astype(np.float32)
+    out = np.empty((len(frames), hi - lo), dtype=np.float32)
+    scale = np.float32(4.0 / np.sum(window) ** 2)  # a full-scale sine reads 0 dB
+    for start in range(0, len(frames), _CHUNK_FRAMES):
+        spec = fft.rfft(frames[start : start + _CHUNK_FRAMES] * window, axis=1)[:, lo:hi]
+        power = (spec.real**2 + spec.imag**2) * scale
+        out[start : start + len(power)] = 10 * np.log10(power + 1e-12)
+    return out
+
+
+def find_peaks(spec: np.ndarray, *, time_radius: int, freq_radius: int) -> Peaks:
+    """Local maxima of `spec` over (2 time_radius + 1) x (2 freq_radius + 1) cells.
+
+    Args:
+        spec: `log_spectrogram` output.
+        time_radius: Half-width of the neighbourhood in frames.
+        freq_radius: Half-height in bins.
+
+    Returns:
+        Peaks above `FLOOR_DB`, with parabolic sub-frame/sub-bin positions.
+    """
+    if time_radius < 1 or freq_radius < 1:
+        raise ParameterError("time_radius and freq_radius must be at least 1")
+    if spec.shape[0] < 3:
+        empty = np.zeros(0, dtype=np.float32)
+        return Peaks(empty, empty, empty, empty.astype(np.int64), empty.astype(np.int64))
+    neighbourhood = ndimage.maximum_filter(
+        spec, size=(2 * time_radius + 1, 2 * freq_radius + 1), mode="constant", cval=-np.inf
+    )
+    is_peak = (spec == neighbourhood) & (spec > FLOOR_DB)
+    # Interior cells only: the parabola needs both neighbours on each axis.
+    is_peak[[0, -1], :] = False
+    is_peak[:, [0, -1]] = False
+    ti, fi = np.nonzero(is_peak)
+    centre = spec[ti, fi]
+    dt = _parabola(spec[ti - 1, fi], centre, spec[ti + 1, fi])
+    df = _parabola(spec[ti, fi - 1], centre, spec[ti, fi + 1])
+    lo, _ = _bin_range()
+    hz = (fi + df + lo) * (ANALYSIS_RATE / N_FFT)
+    order = np.argsort(ti + dt, kind="stable")
+    return Peaks(
+        (ti + dt)[order].astype(np.float32),
+        hz[order].astype(np.float32),
+        centre[order].astype(np.float32),
+        ti[order],
+        fi[order],
+    )
+
+
+def _parabola(left: np.ndarray, centre: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Offset of a parabola's vertex through three equally spaced points, clipped to +-0.5."""
+    curvature = left - 2 * centre + right
+    with np.errstate(divide="ignore", invalid="ignore"):
+        offset = np.where(curvature < 0, 0.5 * (left - right) / curvature, 0.0)
+    return np.clip(np.nan_to_num(offset), -0.5, 0.5)
+
+
+def _bin_range() -> tuple[int, int]:
+    bin_hz = ANALYSIS_RATE / N_FFT
+    return int(np.floor(F_MIN / bin_hz)), int(np.ceil(F_MAX / bin_hz)) + 1

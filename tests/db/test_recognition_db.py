@@ -1,0 +1,127 @@
+"""Recognition through the catalogue database: ingest with the landmark extractor, identify."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import typer
+from typer.testing import CliRunner
+
+from polymuse.commands.identify import identify
+from polymuse.ingest.extractors import DebugExtractor
+from polymuse.ingest.pipeline import IngestOptions, run_ingest
+from polymuse.ingest.testdata import render_song
+from polymuse.recognition import MemoryIndex, Recognizer
+from polymuse.recognition.extractor import LandmarkExtractor
+from polymuse.recognition.postgres import PostgresIndex
+from polymuse.tools import fingerprint
+
+pytestmark = pytest.mark.db
+SR = 22050
+
+
+@pytest.fixture
+def catalogue(store, make_song, tmp_path):
+    """Four 20 s songs added with the landmark extractor (and the debug one beside it)."""
+    for seed in range(1, 5):
+        make_song(f"Band/Band - Song {seed}.wav", seed=seed, seconds=20.0)
+    summary = run_ingest(
+        store,
+        [tmp_path / "music"],
+        IngestOptions(
+            extractors=[LandmarkExtractor(), DebugExtractor()], jobs=1, chromaprint=False
+        ),
+    )
+    assert len(summary.added) == 4
+    return store
+
+
+def test_identify_against_postgres(catalogue) -> None:
+    recognizer = Recognizer(PostgresIndex(catalogue))
+    clip = render_song(3, seconds=20.0, sample_rate=SR)[int(6.5 * SR) : int(11.5 * SR)]
+    answer = recognizer.identify(clip, SR)
+    assert answer.status == "match"
+    assert answer.match.title == "Song 3" and answer.match.artist == "Band"
+    assert abs(answer.match.reference_offset_s - 6.5) <= 0.05
+    assert answer.postings > 0 and answer.seconds < 2.0
+
+
+def test_postgres_and_memory_give_the_same_answer(catalogue) -> None:
+    pg = PostgresIndex(catalogue)
+    memory = MemoryIndex()
+    for seed in range(1, 5):
+        memory.add(seed, fingerprint.reference(render_song(seed, seconds=20.0), SR))
+    clip = render_song(2, seconds=20.0, sample_rate=SR)[3 * SR : 8 * SR]
+    query = fingerprint.query(clip, SR)
+    a = Recognizer(pg).identify_print(query).match
+    b = Recognizer(memory).identify_print(query).match
+    assert (a.score, a.peaks_found, a.reference_offset_s) == (
+        b.score,
+        b.peaks_found,
+        b.reference_offset_s,
+    )
+
+
+def test_unknown_clip_is_rejected(catalogue) -> None:
+    clip = render_song(9, seconds=10.0, sample_rate=SR)[2 * SR : 7 * SR]
+    assert Recognizer(PostgresIndex(catalogue)).identify(clip, SR).status == "unknown"
+
+
+def test_index_stats_report_size_per_hour(catalogue) -> None:
+    stats = PostgresIndex(catalogue).stats()
+    assert stats["assets"] == 4 and stats["postings"] > 100
+    assert 0 < stats["mb_per_hour"] < 50
+    assert abs(stats["audio_hours"] - 80 / 3600) < 1e-3
+
+
+def test_identify_command(catalogue, settings, tmp_path) -> None:
+    clip = tmp_path / "clip.flac"
+    sf.write(clip, render_song(4, seconds=20.0, sample_rate=SR)[5 * SR : 10 * SR], SR)
+    app = typer.Typer()
+    app.command()(identify)
+    result = CliRunner().invoke(app, [str(clip), "--dsn", settings.dsn, "--json"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output)
+    assert answer["status"] == "match" and answer["match"]["title"] == "Song 4"
+    long = tmp_path / "two.wav"
+    a = render_song(1, seconds=20.0, sample_rate=SR)[2 * SR : 18 * SR]
+    b = render_song(2, seconds=20.0, sample_rate=SR)[1 * SR : 17 * SR]
+    sf.write(long, np.concatenate([a, b]), SR)
+    result = CliRunner().invoke(app, [str(long), "--dsn", settings.dsn, "--timeline", "--json"])
+    assert result.exit_code == 0, result.output
+    segments = json.loads(result.output)["segments"]
+    assert [s["match"]["title"] for s in segments] == ["Song 1", "Song 2"]
+
+
+def test_recognize_node(catalogue, settings, tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from polymuse.nodes.recognize import recognize
+    from polymuse.report import SourceInfo
+    from polymuse.runtime import Context
+
+    path = tmp_path / "full.wav"
+    sf.write(path, render_song(2, seconds=20.0, sample_rate=SR), SR)
+    source = SourceInfo(
+        path=str(path),
+        file_name=path.name,
+        content_hash="0" * 64,
+        size_bytes=1,
+        container="wav",
+        codec="pcm_16",
+        decoder="soundfile",
+        sample_rate=SR,
+        channels=1,
+        frames=20 * SR,
+        duration_s=20.0,
+    )
+    runtime = SimpleNamespace(context=Context(settings=settings))
+    update = recognize({"path": str(path), "source": source}, runtime)
+    section = update["recognition"]
+    assert section.recognition.status == "match"
+    assert section.recognition.match.title == "Song 2"
+    assert abs(section.recognition.match.reference_offset_s) <= 0.05
+    assert section.excerpts == []

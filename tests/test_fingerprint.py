@@ -1,0 +1,102 @@
+"""Fingerprint invariants: gain, sample rate, channels, query/reference containment, speed."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import soxr
+
+from polymuse.errors import ParameterError
+from polymuse.ingest.testdata import render_song
+from polymuse.tools import fingerprint
+from polymuse.tools.fingerprint import hashes
+
+SR = 22050
+
+
+@pytest.fixture(scope="module")
+def song() -> np.ndarray:
+    return render_song(7, seconds=20.0, sample_rate=SR)
+
+
+def _pairs(ref: fingerprint.ReferencePrint) -> set[tuple[int, int]]:
+    return set(zip(ref.hashes.tolist(), ref.offsets.tolist(), strict=True))
+
+
+def _jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b)
+
+
+@pytest.mark.parametrize("gain", [0.05, 0.5, 2.0])
+def test_hashes_ignore_gain(song: np.ndarray, gain: float) -> None:
+    base = _pairs(fingerprint.reference(song, SR))
+    scaled = _pairs(fingerprint.reference(np.clip(song * gain, -1, 1), SR))
+    assert _jaccard(base, scaled) >= 0.98
+
+
+@pytest.mark.parametrize("rate", [16000, 44100, 48000])
+def test_hashes_stable_across_sample_rates(song: np.ndarray, rate: int) -> None:
+    base = fingerprint.reference(song, SR)
+    other = fingerprint.reference(soxr.resample(song, SR, rate), rate)
+    assert abs(other.duration_s - base.duration_s) < 0.01
+    assert _jaccard(_pairs(base), _pairs(other)) >= 0.85
+
+
+def test_stereo_is_downmixed(song: np.ndarray) -> None:
+    mono = _pairs(fingerprint.reference(song, SR))
+    stereo = _pairs(fingerprint.reference(np.stack([song, song]), SR))
+    assert mono == stereo
+
+
+def test_query_probes_cover_the_reference_hashes_of_the_excerpt(song: np.ndarray) -> None:
+    ref = fingerprint.reference(song, SR)
+    start_s, seconds = 6.0, 6.0
+    clip = song[int(start_s * SR) : int((start_s + seconds) * SR)]
+    query = fingerprint.query(clip, SR)
+    first = start_s / fingerprint.FRAME_S + hashes.QUERY.time_radius
+    last = (start_s + seconds) / fingerprint.FRAME_S - hashes.REFERENCE.dt_max - 20
+    inside = (ref.offsets >= first) & (ref.offsets <= last)
+    assert inside.sum() > 20
+    assert np.isin(ref.hashes[inside], query.hashes).mean() >= 0.9
+
+
+def test_reference_density_is_sparse(song: np.ndarray) -> None:
+    ref = fingerprint.reference(song, SR)
+    assert 4 <= ref.per_second <= 25
+    assert ref.hashes.dtype == np.uint32 and ref.offsets.dtype == np.int32
+    assert np.all(ref.hashes >> 24 == hashes.TAG)
+    assert int((ref.hashes & 0xFFFFFF).max()) < hashes.HASH_SPACE
+
+
+def test_peaks_pack_round_trip() -> None:
+    t = np.array([0.0, 1.25, 1000.5, 250000.75], dtype=np.float32)
+    pitch = np.array([0.0, 12.0, 500.0, 1023.0])
+    back_t, back_p = fingerprint.unpack_peaks(fingerprint.pack_peaks(t, pitch))
+    np.testing.assert_allclose(back_t, t)
+    np.testing.assert_allclose(back_p, pitch)
+
+
+def test_silence_gives_no_hashes() -> None:
+    ref = fingerprint.reference(np.zeros(SR * 3, dtype=np.float32), SR)
+    assert len(ref.hashes) == 0 and len(ref.peaks) == 0
+
+
+@pytest.mark.parametrize(
+    "audio, rate",
+    [(np.zeros(0, np.float32), SR), (np.ones(100, np.float32), 0), (np.full(10, np.nan), SR)],
+)
+def test_bad_input_is_refused(audio: np.ndarray, rate: int) -> None:
+    with pytest.raises(ParameterError):
+        fingerprint.reference(audio, rate)
+
+
+def test_fingerprinting_is_much_faster_than_real_time() -> None:
+    y = render_song(3, seconds=60.0, sample_rate=SR)
+    fingerprint.reference(y[:SR], SR)
+    started = time.perf_counter()
+    fingerprint.reference(y, SR)
+    elapsed = time.perf_counter() - started
+    # Goal: >= 100x on an idle core; the bound leaves room for a busy CI machine.
+    assert 60.0 / elapsed >= 30

@@ -1,0 +1,174 @@
+"""Recognition on generated songs: identity, offset, rejection, timeline, speed and pitch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soxr
+
+from polymuse.errors import ParameterError
+from polymuse.evaluation import distortions
+from polymuse.ingest.testdata import render_song
+from polymuse.recognition import Calibration, MemoryIndex, Recognizer, SongRef, calibration
+from polymuse.recognition.calibration import Evidence
+from polymuse.recognition.extractor import LandmarkExtractor
+from polymuse.recognition.payload import decode_peaks
+from polymuse.tools import fingerprint
+
+SR = 22050
+CATALOGUE = range(1, 9)
+SECONDS = 30.0
+
+
+@pytest.fixture(scope="module")
+def songs() -> dict[int, np.ndarray]:
+    return {seed: render_song(seed, seconds=SECONDS, sample_rate=SR) for seed in range(1, 11)}
+
+
+@pytest.fixture(scope="module")
+def index(songs: dict[int, np.ndarray]) -> MemoryIndex:
+    index = MemoryIndex()
+    for seed in CATALOGUE:
+        index.add(seed, fingerprint.reference(songs[seed], SR), song=SongRef(seed, f"song {seed}"))
+    return index
+
+
+@pytest.fixture(scope="module")
+def recognizer(index: MemoryIndex) -> Recognizer:
+    return Recognizer(index)
+
+
+@pytest.mark.parametrize("seed, start", [(1, 0.0), (3, 7.31), (5, 12.5), (8, 24.02)])
+def test_clean_clip_is_found_with_its_offset(
+    recognizer: Recognizer, songs: dict[int, np.ndarray], seed: int, start: float
+) -> None:
+    clip = songs[seed][int(start * SR) : int((start + 5.0) * SR)]
+    answer = recognizer.identify(clip, SR)
+    assert answer.status == "match" and answer.match is not None
+    assert answer.match.song_id == seed
+    assert abs(answer.match.reference_offset_s - start) <= 0.05
+    assert abs(answer.match.tempo_ratio - 1.0) < 0.01
+    assert answer.match.confidence >= 0.9
+
+
+def test_clip_from_another_song_is_unknown(
+    recognizer: Recognizer, songs: dict[int, np.ndarray]
+) -> None:
+    for seed in (9, 10):
+        for start in (2.0, 14.0):
+            clip = songs[seed][int(start * SR) : int((start + 5.0) * SR)]
+            assert recognizer.identify(clip, SR).status == "unknown"
+
+
+def test_noise_is_unknown(recognizer: Recognizer) -> None:
+    noise = np.random.default_rng(0).standard_normal(5 * SR).astype(np.float32) * 0.1
+    assert recognizer.identify(noise, SR).status == "unknown"
+
+
+def test_noisy_clip_is_still_found(recognizer: Recognizer, songs: dict[int, np.ndarray]) -> None:
+    clip = songs[4][10 * SR : 15 * SR]
+    noise = np.random.default_rng(1).standard_normal(len(clip)).astype(np.float32)
+    noisy = clip + noise * np.sqrt(np.mean(clip**2) / 10 ** (5 / 10))
+    answer = recognizer.identify(noisy, SR)
+    assert answer.match is not None and answer.match.song_id == 4
+
+
+@pytest.mark.parametrize("speed", [0.95, 0.98, 1.02, 1.05])
+def test_speed_change_is_found_with_its_ratio(
+    recognizer: Recognizer, songs: dict[int, np.ndarray], speed: float
+) -> None:
+    start = 8.0
+    source = songs[6][int(start * SR) : int((start + 5.0 * speed) * SR)]
+    clip = soxr.resample(source, SR, SR / speed)
+    answer = recognizer.identify(clip, SR)
+    assert answer.match is not None and answer.match.song_id == 6
+    assert abs(answer.match.tempo_ratio - speed) < 0.01
+    assert abs(answer.match.reference_offset_s - start) <= 0.05
+    assert abs(answer.match.pitch_shift - 12 * np.log2(speed)) < 0.2
+
+
+@pytest.mark.skipif(not distortions.has_rubberband(), reason="needs ffmpeg's rubberband filter")
+@pytest.mark.parametrize("semitones", [-1, 1])
+def test_pitch_shift_is_found(
+    recognizer: Recognizer, songs: dict[int, np.ndarray], semitones: int
+) -> None:
+    clip = songs[2][9 * SR : 14 * SR]
+    shifted = distortions.distort(
+        clip, SR, distortions.Condition("pitch", "pitch", semitones), np.random.default_rng(0)
+    )
+    answer = recognizer.identify(shifted, SR)
+    assert answer.match is not None and answer.match.song_id == 2
+    assert abs(answer.match.pitch_shift - semitones) < 0.2
+    assert abs(answer.match.tempo_ratio - 1.0) < 0.01
+
+
+def test_timeline_of_two_concatenated_songs(
+    recognizer: Recognizer, songs: dict[int, np.ndarray]
+) -> None:
+    first, second = songs[3][5 * SR : 25 * SR], songs[7][2 * SR : 22 * SR]
+    recording = np.concatenate([first, second])
+    found = recognizer.timeline(recording, SR, window_s=6.0, hop_s=3.0)
+    assert [s.match.song_id for s in found.segments] == [3, 7]
+    a, b = found.segments
+    assert a.start_s < 2.0 and 17.0 < a.end_s <= 20.5
+    assert 19.5 <= b.start_s < 23.0 and b.end_s > 37.0
+    assert abs(a.match.reference_offset_s - 5.0) <= 0.05
+    assert abs(b.match.reference_offset_s - (2.0 - 20.0)) <= 0.05
+
+
+def test_timeline_rejects_bad_windows(recognizer: Recognizer) -> None:
+    with pytest.raises(ParameterError):
+        recognizer.timeline(np.zeros(SR, np.float32), SR, window_s=2.0, hop_s=3.0)
+
+
+def test_index_round_trips_through_a_file(index: MemoryIndex, tmp_path, songs) -> None:
+    path = index.save(tmp_path / "index.npz")
+    loaded = MemoryIndex.load(path)
+    assert len(loaded) == len(index) and loaded.labels == index.labels
+    clip = songs[5][3 * SR : 8 * SR]
+    assert Recognizer(loaded).identify(clip, SR).match.song_id == 5
+
+
+def test_calibration_round_trip_and_fit() -> None:
+    rng = np.random.default_rng(0)
+    right = [Evidence(int(f), 2, f / 60, 30) for f in rng.integers(20, 60, 50)]
+    wrong = [Evidence(int(f), 3, f / 60, 3) for f in rng.integers(0, 10, 50)]
+    weights = calibration.fit(right + wrong, np.array([1] * 50 + [0] * 50))
+    model = Calibration(weights=tuple(weights), threshold=0.5)
+    assert model.confidence(right[0]) > 0.9 > 0.1 > model.confidence(wrong[0])
+    assert Calibration.from_json(model.to_json()) == model
+
+
+def test_shipped_calibration_loads() -> None:
+    model = calibration.default_calibration()
+    assert len(model.weights) == len(calibration.FEATURES) + 1
+    assert 0 < model.threshold < 1
+
+
+def test_extractor_emits_postings_and_peaks(songs: dict[int, np.ndarray]) -> None:
+    from polymuse.ingest.decode import IngestItem, Window
+    from polymuse.store.catalog import SongInfo
+
+    y = soxr.resample(songs[1], SR, 16000).astype(np.float32)
+    item = IngestItem(
+        path="a.wav",
+        content_hash="0" * 64,
+        size=1,
+        mtime_ns=0,
+        container="wav",
+        codec="pcm",
+        native_rate=16000,
+        channels=1,
+        duration_s=len(y) / 16000,
+        audio=y,
+        sample_rate=16000,
+        windows=(Window(0, 0.0, 10.0),),
+        tags={},
+        song=SongInfo("a"),
+    )
+    extractor = LandmarkExtractor()
+    [[fact]] = extractor.extract_batch([item])
+    assert fact.kind == "fingerprint" and fact.window is None
+    assert len(fact.hashes) == len(fact.offsets) > 100
+    ref = fingerprint.reference(songs[1], SR)
+    np.testing.assert_array_equal(decode_peaks(fact.payload["peaks"]).shape, ref.peaks.shape)
