@@ -47,7 +47,12 @@ def build_report(state: AnalysisState, *, registered: list[str]) -> AnalysisRepo
             "generated_at": datetime.now(UTC),
             "title": source.file_name,
             "summary": summarise(
-                source, facts, features, state.get("semantic"), state.get("separation")
+                source,
+                facts,
+                features,
+                state.get("semantic"),
+                state.get("separation"),
+                state.get("recognition"),
             ),
             "source": source,
             "facts": facts,

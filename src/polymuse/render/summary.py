@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from polymuse.recognition.models import RecognitionSection
 from polymuse.report import BasicFacts, MusicFeatures, Separation, SourceInfo
 from polymuse.semantic_report import SemanticSection
 
@@ -34,6 +35,7 @@ def summarise(
     features: MusicFeatures | None,
     semantic: SemanticSection | None = None,
     separation: Separation | None = None,
+    recognition: RecognitionSection | None = None,
 ) -> str:
     """A few sentences stating only what the report contains."""
     parts = [
@@ -81,6 +83,14 @@ def summarise(
     ]
     if sound:
         parts.append("It sounds like: " + "; ".join(sound) + ".")
+    if recognition is not None and (found := recognition.recognition) is not None:
+        hit = found.match if found.status == "match" else None
+        parts.append(
+            f"The catalogue recognises it as {hit.title} (from {hit.reference_offset_s:.1f} s, "
+            f"confidence {hit.confidence:.2f})."
+            if hit
+            else "It is not in the catalogue."
+        )
     if separation:
         shares = sorted(
             (s for s in separation.stems if s.name != "instrumental"),
