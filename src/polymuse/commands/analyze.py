@@ -11,9 +11,8 @@ from rich.table import Table
 from polymuse.agents.ask import Responder
 from polymuse.agents.goal import plan_goal
 from polymuse.agents.tools import ReportLibrary, SongEntry
-from polymuse.commands.common import load_settings, split_names
+from polymuse.commands.common import each_file, load_settings, split_names
 from polymuse.console import err, out
-from polymuse.errors import PolymuseError
 from polymuse.graph import build_graph, select_nodes
 from polymuse.report import AnalysisReport
 from polymuse.runtime import Context
@@ -40,16 +39,11 @@ def analyze(
         only_names = goal_plan.nodes
     graph = build_graph(only=only_names, skip=skip_names).compile()
     nodes = select_nodes(only=only_names, skip=skip_names)
-    failures = 0
-    for path in files:
-        try:
-            report, folder = run_analysis(graph, path, settings, nodes, quiet=as_json)
-        except PolymuseError as exc:
-            if len(files) == 1:
-                raise
-            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-            failures += 1
-            continue
+
+    def analyse(path: Path) -> tuple[AnalysisReport, str]:
+        return run_analysis(graph, path, settings, nodes, quiet=as_json)
+
+    for _, (report, folder) in each_file(files, analyse):
         if as_json:
             out.print_json(report.model_dump_json())
         else:
@@ -58,8 +52,6 @@ def analyze(
             entry = SongEntry(report, folder)
             answer = Responder(ReportLibrary([entry])).answer(goal, song=entry)
             out.print(answer.render(), highlight=False)
-    if failures:
-        raise typer.Exit(1)
 
 
 def run_analysis(

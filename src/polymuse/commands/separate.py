@@ -7,9 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from polymuse.commands.common import load_settings
+from polymuse.commands.common import each_file, load_settings
 from polymuse.console import err, out
-from polymuse.errors import PolymuseError
 from polymuse.report import Separation, SourceInfo
 from polymuse.tools import audio
 from polymuse.tools.separation.stems import separate_file
@@ -32,26 +31,18 @@ def separate(
     from polymuse.render.files import report_folder
 
     settings = load_settings(output=output, separator=separator)
-    failures = 0
-    for path in files:
-        try:
-            source = audio.probe(path)
-            digest = audio.content_hash(source.path)
-            info = _source_info(source, digest)
-            folder = report_folder(settings.output_dir, info) / "stems"
-            result = separate_file(source.path, folder, settings=settings, content_hash=digest)
-        except PolymuseError as exc:
-            if len(files) == 1:
-                raise
-            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-            failures += 1
-            continue
+
+    def separate_one(path: Path) -> Separation:
+        source = audio.probe(path)
+        digest = audio.content_hash(source.path)
+        folder = report_folder(settings.output_dir, _source_info(source, digest)) / "stems"
+        return separate_file(source.path, folder, settings=settings, content_hash=digest)
+
+    for path, result in each_file(files, separate_one):
         if as_json:
             out.print_json(result.model_dump_json())
         else:
             print_stems(path, result)
-    if failures:
-        raise typer.Exit(1)
 
 
 def _source_info(source: audio.AudioProbe, digest: str) -> SourceInfo:
