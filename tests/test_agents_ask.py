@@ -274,7 +274,8 @@ def test_library_reads_report_folders(tmp_path) -> None:
 
 def test_descriptor_questions_read_the_semantic_section() -> None:
     from polymuse.agents.tools import SongEntry
-    from polymuse.semantic_report import DescriptorScore, ModelRef, SemanticSection
+    from polymuse.schema import ModelInfo
+    from polymuse.semantic_report import DescriptorScore, SemanticSection
 
     def score(category: str, label: str, zh: str, confidence: float) -> DescriptorScore:
         return DescriptorScore(
@@ -287,7 +288,7 @@ def test_descriptor_questions_read_the_semantic_section() -> None:
 
     report = make_report(0, "Quiet Harbour").model_copy()
     report.semantic = SemanticSection(
-        encoder=ModelRef(name="debug"),
+        encoder=ModelInfo(name="debug"),
         bank_version=1,
         bank_hash="x",
         calibration="none",

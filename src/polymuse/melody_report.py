@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from polymuse.semantic_report import ModelRef
+from polymuse.schema import Model, ModelInfo
 
 if TYPE_CHECKING:
     from polymuse.render.document import Section
@@ -20,21 +20,17 @@ MELODY_SCHEMA_VERSION = "1.0"
 PLOT_STEP = 0.02  # s between the contour points kept for the plot
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PitchStat(_Model):
+class PitchStat(Model):
     hz: float
     note: str = Field(description="nearest note name, e.g. 'A4'")
 
 
-class MelodySection(_Model):
+class MelodySection(Model):
     """What the `melody` node found: the lead line's f0 and notes, and the mix's notes."""
 
     schema_version: str = MELODY_SCHEMA_VERSION
     backend: str = Field(description="crepe or pyin")
-    model: ModelRef
+    model: ModelInfo
     input: Literal["vocals", "mix"] = Field(description="the vocal stem, or the mix without one")
     input_path: str
     hop_s: float = Field(description="step of `times`/`f0_hz` (downsampled for the plot)")
@@ -46,7 +42,7 @@ class MelodySection(_Model):
     high: PitchStat | None = Field(None, description="95th percentile of the voiced f0")
     note_count: int = Field(description="notes segmented from the contour")
     melody_midi: str | None = None
-    transcription_model: ModelRef | None = None
+    transcription_model: ModelInfo | None = None
     transcription_note_count: int | None = Field(None, description="Basic Pitch notes of the mix")
     notes_midi: str | None = None
     seconds: float = 0.0

@@ -5,26 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from polymuse.melody_report import MelodySection
 from polymuse.recognition.models import RecognitionSection
+from polymuse.schema import Model, ModelInfo
 from polymuse.semantic_report import SemanticSection
 
 SCHEMA_VERSION = "1.0"
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ModelInfo(Model):
-    """Identity of a model or algorithm that produced a fact."""
-
-    name: str
-    version: str = ""
-    source: str = ""
-    licence: str = ""
 
 
 class NodeRun(Model):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from polymuse.schema import Model, ModelInfo
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -19,20 +21,7 @@ SEMANTIC_SCHEMA_VERSION = "1.0"
 EvidenceKind = Literal["tag", "text", "feature", "joint"]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ModelRef(_Model):
-    """Identity of a model used by the reviewer (same fields as `report.ModelInfo`)."""
-
-    name: str
-    version: str = ""
-    source: str = ""
-    licence: str = ""
-
-
-class Evidence(_Model):
+class Evidence(Model):
     """One input behind a descriptor's confidence.
 
     - `tag`: a tagger output linked to the descriptor in the bank; `value` is its mean
@@ -52,7 +41,7 @@ class Evidence(_Model):
     score: float
 
 
-class DescriptorScore(_Model):
+class DescriptorScore(Model):
     id: str
     label: str
     label_zh: str
@@ -61,7 +50,7 @@ class DescriptorScore(_Model):
     evidence: list[Evidence] = Field(default_factory=list)
 
 
-class StemSemantics(_Model):
+class StemSemantics(Model):
     """Descriptors of one separated stem, restricted to those the bank marks for it."""
 
     stem: str
@@ -73,15 +62,15 @@ class StemSemantics(_Model):
     error: str | None = None
 
 
-class SemanticSection(_Model):
+class SemanticSection(Model):
     """What the semantic reviewer found: top descriptors per category, for the mix and stems."""
 
     schema_version: str = SEMANTIC_SCHEMA_VERSION
-    encoder: ModelRef
-    tagger: ModelRef | None = Field(
+    encoder: ModelInfo
+    tagger: ModelInfo | None = Field(
         None, description="where tag evidence came from, if not encoder"
     )
-    text_encoder: ModelRef | None = None
+    text_encoder: ModelInfo | None = None
     bank_version: int
     bank_hash: str
     calibration: str = Field(description="name of the calibration that mapped scores")

@@ -14,7 +14,7 @@ from polymuse.model_cards import MODEL_CARDS
 from polymuse.render.files import report_folder
 from polymuse.report import Separation
 from polymuse.runtime import Context
-from polymuse.semantic_report import ModelRef
+from polymuse.schema import ModelInfo
 from polymuse.state import AnalysisState
 from polymuse.tools import melody as mel
 from polymuse.tools import transcription
@@ -65,7 +65,7 @@ def melody(state: AnalysisState, runtime: Runtime[Context]) -> dict:
         mix_notes = transcription.transcribe(mix, sr=transcription.SAMPLE_RATE)
         notes_midi = str(mel.write_midi(mix_notes, folder / "notes.mid"))
         note_count = len(mix_notes)
-        transcription_model = ModelRef(**MODEL_CARDS["basic-pitch"].model_dump())
+        transcription_model = ModelInfo(**MODEL_CARDS["basic-pitch"].model_dump())
     except ModelUnavailableError as error:  # the melody stands without the transcription
         log.debug("transcription failed", exc_info=True)
         errors["transcription"] = str(error)
@@ -75,7 +75,7 @@ def melody(state: AnalysisState, runtime: Runtime[Context]) -> dict:
     return {
         "melody": MelodySection(
             backend=backend,
-            model=ModelRef(**mel.model_info(backend).model_dump()),
+            model=ModelInfo(**mel.model_info(backend).model_dump()),
             input="vocals" if stem else "mix",
             input_path=path,
             hop_s=HOP_S * step,

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from polymuse.schema import Model
 
 SCHEMA_VERSION = "1.0"
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class SongMatch(Model):

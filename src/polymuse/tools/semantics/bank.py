@@ -16,9 +16,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from polymuse.errors import ParameterError
+from polymuse.schema import Model
 
 Category = Literal["mood", "genre", "instruments", "texture"]
 CATEGORIES: tuple[Category, ...] = ("mood", "genre", "instruments", "texture")
@@ -38,21 +39,17 @@ FEATURES = (
 _CJK = re.compile(r"[\u3400-\u9fff]")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Labels(_Model):
+class Labels(Model):
     en: str
     zh: str
 
 
-class Aliases(_Model):
+class Aliases(Model):
     en: list[str] = Field(default_factory=list)
     zh: list[str] = Field(default_factory=list)
 
 
-class TagLink(_Model):
+class TagLink(Model):
     """A tagger output that means (or partly means) the descriptor."""
 
     model: Literal["MTT", "MSD"]
@@ -65,7 +62,7 @@ class TagLink(_Model):
         return f"{self.model}:{self.tag}"
 
 
-class FeatureLink(_Model):
+class FeatureLink(Model):
     """A logistic rule on one audio feature: sigmoid(+-(value - center) / scale)."""
 
     feature: Literal[FEATURES]  # type: ignore[valid-type]
@@ -78,7 +75,7 @@ class FeatureLink(_Model):
         return sign * (value - self.center) / self.scale
 
 
-class Descriptor(_Model):
+class Descriptor(Model):
     id: str
     category: Category
     label: Labels
@@ -99,7 +96,7 @@ class Descriptor(_Model):
         return f"{self.label.en}: {self.description}"
 
 
-class QueryMatch(_Model):
+class QueryMatch(Model):
     """A descriptor named in a query, and the phrase that named it."""
 
     descriptor_id: str

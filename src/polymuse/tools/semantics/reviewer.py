@@ -20,7 +20,8 @@ from typing import Protocol
 import numpy as np
 
 from polymuse.errors import PolymuseError
-from polymuse.semantic_report import ModelRef, SemanticSection, StemSemantics
+from polymuse.schema import ModelInfo
+from polymuse.semantic_report import SemanticSection, StemSemantics
 from polymuse.tools.encoders.audio import AudioEncoder, AudioEncoding, build_audio_encoder
 from polymuse.tools.semantics.bank import DescriptorBank, load_bank
 from polymuse.tools.semantics.features import texture_features
@@ -70,7 +71,7 @@ class SemanticReviewer:
         encoder: AudioEncoder,
         tagger: AudioEncoder,
         scorer: DescriptorScorer,
-        text_encoder: ModelRef | None,
+        text_encoder: ModelInfo | None,
         cache_dir: Path | None,
         max_windows: int = MAX_WINDOWS,
         notes: list[str] | None = None,
@@ -168,7 +169,7 @@ class SemanticReviewer:
                     encode=encode,
                     cache_dir=cache_dir,
                 )
-                text_ref = ModelRef(**text_encoder_card(text_spec).model_dump())
+                text_ref = ModelInfo(**text_encoder_card(text_spec).model_dump())
             except PolymuseError as exc:
                 notes.append(f"text encoder unavailable, no borrowed-tag evidence: {exc}")
         joint = None
@@ -282,10 +283,10 @@ class SemanticReviewer:
                 descriptor_confidences=np.array([s.confidence for s in scores], dtype=np.float32),
             )
         section = SemanticSection(
-            encoder=ModelRef(**self.encoder.model_info.model_dump()),
+            encoder=ModelInfo(**self.encoder.model_info.model_dump()),
             tagger=None
             if self.tagger is self.encoder
-            else ModelRef(**self.tagger.model_info.model_dump()),
+            else ModelInfo(**self.tagger.model_info.model_dump()),
             text_encoder=self.text_encoder,
             bank_version=self.bank.version,
             bank_hash=self.bank.digest,

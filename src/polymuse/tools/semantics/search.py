@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from polymuse.errors import UserError
+from polymuse.schema import Model
 from polymuse.tools.semantics.bank import DescriptorBank
 
 log = logging.getLogger(__name__)
@@ -39,11 +40,7 @@ NEGATION = re.compile(r"\b(no|not|without|non)\b|无|没有|不")
 ('no vocals') are matched by meaning only when the query negates too (by phrase, always)."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PlannedMatch(_Model):
+class PlannedMatch(Model):
     descriptor_id: str
     label: str
     label_zh: str
@@ -52,7 +49,7 @@ class PlannedMatch(_Model):
     phrase: str = ""
 
 
-class QueryPlan(_Model):
+class QueryPlan(Model):
     """How a query was read: matched descriptors with weights, and what was left over."""
 
     query: str
@@ -60,13 +57,13 @@ class QueryPlan(_Model):
     unmatched: str = ""
 
 
-class MatchedDescriptor(_Model):
+class MatchedDescriptor(Model):
     descriptor_id: str
     label: str
     confidence: float
 
 
-class SearchHit(_Model):
+class SearchHit(Model):
     key: str
     title: str
     score: float
