@@ -54,7 +54,7 @@ class BasicFacts(Model):
 
 class Rhythm(Model):
     tempo_bpm: float | None
-    time_signature: str | None = Field(None, description="e.g. 4/4, 3/4")
+    time_signature: str | None = Field(None, description="e.g. 4/4, 3/4, 6/8")
     beats_per_bar: int | None
     beats: list[float] = Field(default_factory=list, description="beat times, s")
     beat_positions: list[int] = Field(default_factory=list, description="1 = downbeat")

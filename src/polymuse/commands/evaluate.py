@@ -78,7 +78,10 @@ def _print_goals(title: str, summary: dict[str, float], goals: dict[str, float])
         table.add_column(col)
     for name, value in summary.items():
         goal = goals.get(name)
-        mark = "" if goal is None else (" [green]ok[/]" if value >= goal else " [red]below[/]")
+        if goal is None or value != value:  # no goal, or nothing measured (nan)
+            mark = ""
+        else:
+            mark = " [green]ok[/]" if value >= goal else " [red]below[/]"
         table.add_row(name, f"{value:g}", f"{goal:g}{mark}" if goal else "")
     out.print(table)
 

@@ -14,6 +14,7 @@ import numpy as np
 from polymuse.errors import ParameterError
 from polymuse.model_cards import MODEL_CARDS
 from polymuse.report import Rhythm
+from polymuse.tools import meter
 from polymuse.tools.madmom_compat import import_madmom
 
 MODEL = MODEL_CARDS["madmom-downbeats"]
@@ -54,8 +55,10 @@ def track_rhythm(
 ) -> Rhythm:
     """Track beats and downbeats in mono audio at 44.1 kHz.
 
-    The meter is whichever of `beats_per_bar` the DBN decodes best. Tempo is the median
-    inter-beat interval; the time signature is written over a quarter note by convention.
+    The meter is whichever of `beats_per_bar` the DBN decodes best, then checked for compound
+    time (`polymuse.tools.meter`): bars of three beats whose accents say 6/8 are regrouped into
+    two dotted-quarter beats, and beats divided in three are written over an eighth (6/8, 9/8,
+    12/8). Tempo is the median inter-beat interval.
 
     Raises:
         ParameterError: `y` is not 1-d audio at 44.1 kHz, or the meter or tempo range is invalid.
@@ -79,10 +82,17 @@ def track_rhythm(
     if len(decoded) < 2:
         return Rhythm(tempo_bpm=None, time_signature=None, beats_per_bar=None)
     beats, positions = decoded[:, 0], decoded[:, 1].astype(int)
+    envelope = meter.onset_envelope(samples, sr=sr)
+    phase = meter.compound_phase(envelope, beats) if positions.max() == 3 else None
+    if phase is not None:
+        beats, positions = meter.regroup_compound(beats, phase, activations[:, 1])
+        division = 3
+    else:
+        division = meter.subdivision(envelope, beats)
     bar_length = int(positions.max())
     return Rhythm(
         tempo_bpm=round(float(60.0 / np.median(np.diff(beats))), 2),
-        time_signature=f"{bar_length}/4",
+        time_signature=f"{bar_length * 3}/8" if division == 3 else f"{bar_length}/4",
         beats_per_bar=bar_length,
         beats=[round(float(t), 3) for t in beats],
         beat_positions=positions.tolist(),
