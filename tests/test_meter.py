@@ -50,7 +50,9 @@ def test_subdivision(per_beat: int, expected: int) -> None:
 
 def _render(tmp_path, score, bpm: float, name: str) -> np.ndarray:
     mid, wav = tmp_path / f"{name}.mid", tmp_path / f"{name}.wav"
-    synth.write_midi(score, mid, bpm=bpm, programs=[73] * len(score.parts), drums=True, max_seconds=20)
+    synth.write_midi(
+        score, mid, bpm=bpm, programs=[73] * len(score.parts), drums=True, max_seconds=20
+    )
     synth.render_midi(mid, wav, sample_rate=rhythm.SAMPLE_RATE)
     return audio.load(audio.probe(wav), sample_rate=rhythm.SAMPLE_RATE)
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from agents_data import make_report
 from polymuse.agents.review import review_folder
+from polymuse.agents.tools import run_catalogue_query
 from polymuse.ingest import IngestOptions, run_ingest
 from polymuse.ingest.testdata import write_corrupt
 
@@ -32,7 +34,7 @@ def test_review_new_known_corrupt_duplicate(store, make_song, tmp_path: Path) ->
 
     def analyse(path: Path):
         analysed.append(path.name)
-        return None, f"reports/{path.stem}"
+        return make_report(3, path.stem), f"reports/{path.stem}"
 
     result = review_folder(store, inbox, output_dir=tmp_path / "reports", analyse=analyse)
     outcomes = {Path(f.path).name: f.outcome for f in result.files}
@@ -60,6 +62,8 @@ def test_review_new_known_corrupt_duplicate(store, make_song, tmp_path: Path) ->
         assert heading in md
     assert any("failed" in a for a in result.alerts)
     assert any(a.kind == "retry_quarantine" for a in result.plan)
+    indexed = run_catalogue_query(store, "songs_by_key", mode=make_report(3, "x").features.key.mode)
+    assert [f.value["report_path"] for f in indexed] == [f"reports/{Path(analysed[0]).stem}"]
 
     again = review_folder(store, inbox, output_dir=tmp_path / "reports", analyse=analyse)
     assert again.status == "noop" and again.files == [] and len(analysed) == 1

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from polymuse.agents.plan import Action, metrics_from_store, propose
 from polymuse.ingest import IngestOptions, run_ingest
 from polymuse.ingest.walk import walk
+from polymuse.report import AnalysisReport
 from polymuse.store import Store
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ def review_folder(
         songs_before = conn.execute("SELECT count(*) FROM media_entity").fetchone()[0]
     summary = run_ingest(store, todo, IngestOptions(jobs=jobs))
     first_of: dict[str, str] = {}
+    reports: dict[str, Any] = {}
     # The copy that was stored is the original; later copies of its content are duplicates.
     ordered = sorted(summary.outcomes, key=lambda o: (o.status != "added", o.path))
     for outcome in ordered:
@@ -128,8 +130,9 @@ def review_folder(
             file.detail = outcome.reason
         if digest and file.outcome != "failed":
             first_of.setdefault(digest, outcome.path)
-        if file.outcome == "new" and analyse is not None:
-            _analyse(file, analyse)
+        new_report = _analyse(file, analyse) if file.outcome == "new" and analyse else None
+        if new_report is not None:
+            reports[file.path] = new_report
         result.files.append(file)
     with store.connection("counting songs") as conn:
         songs_after = conn.execute("SELECT count(*) FROM media_entity").fetchone()[0]
@@ -165,26 +168,29 @@ def review_folder(
     result.out_dir = str(out)
     (out / "review.json").write_text(result.model_dump_json(indent=2), encoding="utf-8")
     (out / "review.md").write_text(to_markdown(result), encoding="utf-8")
-    _finish(store, result)
+    _finish(store, result, reports)
     return result
 
 
-def _analyse(file: ReviewFile, analyse: Analyser) -> None:
+def _analyse(file: ReviewFile, analyse: Analyser) -> Any:
+    """Analyse one new file into `file`; the report, or None when the analysis failed."""
     try:
         report, folder = analyse(Path(file.path))
     except Exception as exc:  # one bad analysis is recorded; the review goes on
         log.debug("analysis of %s failed", file.path, exc_info=True)
         file.detail = f"analysis failed: {type(exc).__name__}: {exc}"
-        return
+        return None
     file.report = folder
     features = getattr(report, "features", None)
     if features and features.key:
         file.key, file.key_confidence = features.key.label, features.key.confidence
     if features and features.rhythm:
         file.tempo_bpm = features.rhythm.tempo_bpm
+    return report
 
 
-def _finish(store: Store, result: ReviewResult) -> None:
+def _finish(store: Store, result: ReviewResult, reports: dict[str, Any] | None = None) -> None:
+    """Record the review's files, index their reports for `ask`, and close the run."""
     with store.transaction("recording the review") as conn:
         for f in result.files:
             conn.execute(
@@ -202,6 +208,8 @@ def _finish(store: Store, result: ReviewResult) -> None:
                     "d": f.detail,
                 },
             )
+            if (report := (reports or {}).get(f.path)) is not None and f.report:
+                _index_report(conn, f, report)
         conn.execute(
             "UPDATE review_run SET status = %(s)s, finished_at = now(), out_dir = %(o)s, "
             "summary = %(j)s WHERE review_id = %(r)s",
@@ -248,3 +256,27 @@ def to_markdown(result: ReviewResult) -> str:
         for a in result.plan
     ] or ["- nothing to do"]
     return "\n".join(lines) + "\n"
+
+
+def _index_report(conn: Any, file: ReviewFile, report: AnalysisReport) -> None:
+    """Upsert the report's headline facts into report_index (queried by `songs_by_key`)."""
+    features = report.features
+    key = features.key if features else None
+    conn.execute(
+        "INSERT INTO report_index (report_path, content_hash, entity_id, title, key_label, "
+        "key_mode, tempo_bpm, duration_s) VALUES (%(p)s, %(h)s, %(e)s, %(t)s, %(k)s, %(m)s, "
+        "%(b)s, %(d)s) ON CONFLICT (report_path) DO UPDATE SET content_hash = "
+        "EXCLUDED.content_hash, entity_id = EXCLUDED.entity_id, title = EXCLUDED.title, "
+        "key_label = EXCLUDED.key_label, key_mode = EXCLUDED.key_mode, tempo_bpm = "
+        "EXCLUDED.tempo_bpm, duration_s = EXCLUDED.duration_s, indexed_at = now()",
+        {
+            "p": file.report,
+            "h": report.source.content_hash,
+            "e": file.song_id,
+            "t": report.title,
+            "k": key.label if key else None,
+            "m": key.mode if key else None,
+            "b": file.tempo_bpm,
+            "d": report.source.duration_s,
+        },
+    )

@@ -53,9 +53,7 @@ def compound_phase(envelope: np.ndarray, beats: np.ndarray) -> int | None:
     folded = strengths_at(envelope, grid[: groups * 6]).reshape(groups, 6).mean(axis=0)
     folded = folded / max(folded.max(), 1e-12)
     simple = folded[0::2].mean() - folded[1::2].mean()
-    contrasts = [
-        folded[[p, p + 3]].mean() - np.delete(folded, [p, p + 3]).mean() for p in range(3)
-    ]
+    contrasts = [folded[[p, p + 3]].mean() - np.delete(folded, [p, p + 3]).mean() for p in range(3)]
     phase = int(np.argmax(contrasts))
     return phase if contrasts[phase] > simple else None
 
