@@ -10,8 +10,8 @@ import pytest
 from agents_data import make_report
 from polymuse.agents.review import review_folder
 from polymuse.agents.tools import run_catalogue_query
-from polymuse.ingest import IngestOptions, run_ingest
-from polymuse.ingest.testdata import write_corrupt
+from polymuse.ingest import IngestOptions, build_extractor, run_ingest
+from polymuse.ingest.testdata import render_song, write_audio, write_corrupt
 
 pytestmark = pytest.mark.db
 
@@ -68,3 +68,22 @@ def test_review_new_known_corrupt_duplicate(store, make_song, tmp_path: Path) ->
     again = review_folder(store, inbox, output_dir=tmp_path / "reports", analyse=analyse)
     assert again.status == "noop" and again.files == [] and len(analysed) == 1
     assert len(list((tmp_path / "reports" / "reviews").iterdir())) == 1
+
+
+def test_review_recognises_an_excerpt_of_a_catalogue_song(store, tmp_path: Path) -> None:
+    """A quieter 8 s excerpt of a catalogue song, as Ogg, is known; a different song is new."""
+    song = render_song(11, seconds=24.0)
+    landmarks = [build_extractor("polymuse-triplets")]
+    library = write_audio(tmp_path / "lib/Artist - Long.wav", song, 22050)
+    run_ingest(store, [library], IngestOptions(extractors=landmarks, jobs=1))
+    inbox = tmp_path / "inbox"
+    write_audio(inbox / "clip.ogg", 0.5 * song[10 * 22050 : 18 * 22050], 22050)
+    write_audio(inbox / "Artist - Other.wav", render_song(12, seconds=24.0), 22050)
+
+    result = review_folder(store, inbox, output_dir=tmp_path / "reports", extractors=landmarks)
+    files = {Path(f.path).name: f for f in result.files}
+    assert files["clip.ogg"].outcome == "known"
+    assert "recording of 'Long'" in files["clip.ogg"].detail
+    assert files["Artist - Other.wav"].outcome == "new"
+    with store.connection() as conn:
+        assert conn.execute("SELECT count(*) FROM media_entity").fetchone()[0] == 2

@@ -1,9 +1,11 @@
 """`review DIR`: unattended ingest, analysis and review report of a folder; re-runs are no-ops.
 
 Files whose content was reviewed before are left alone, so a second run over the same folder
-does nothing. New content is ingested through the catalogue pipeline (corrupt files are
-quarantined, a killed run resumes), analysed with the analysis graph, and summarised in
-`<output>/reviews/<timestamp>/` (review.json and review.md) with alerts and the plan.
+does nothing. New content the recognizer identifies as a catalogue song (an excerpt, an edit,
+another encoding) is reported as known; the rest is ingested through the catalogue pipeline
+(corrupt files are quarantined, a killed run resumes), analysed with the analysis graph, and
+summarised in `<output>/reviews/<timestamp>/` (review.json and review.md) with alerts and the
+plan.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,14 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from polymuse.agents.plan import Action, metrics_from_store, propose
-from polymuse.ingest import IngestOptions, run_ingest
+from polymuse.errors import PolymuseError
+from polymuse.ingest import Extractor, IngestOptions, run_ingest
 from polymuse.ingest.walk import walk
+from polymuse.recognition import service
+from polymuse.recognition.models import SongMatch
 from polymuse.report import AnalysisReport
 from polymuse.store import Store
+from polymuse.tools import audio, fingerprint
 
 log = logging.getLogger(__name__)
 LOW_CONFIDENCE = 0.5
@@ -79,9 +85,14 @@ def review_folder(
     *,
     output_dir: Path,
     analyse: Analyser | None = None,
+    extractors: Sequence[Extractor] = (),
     jobs: int = 1,
 ) -> ReviewResult:
-    """Review the new content under `folder`; see the module docstring."""
+    """Review the new content under `folder`; see the module docstring.
+
+    `extractors` run on ingested files, as in `catalog add`; recognising later copies of the
+    new songs needs the landmark extractor (`polymuse-triplets`) among them.
+    """
     entries, _ = walk([folder])
     hashes = {e.path: _digest(e.path) for e in entries}
     with store.connection("reading earlier reviews") as conn:
@@ -110,7 +121,20 @@ def review_folder(
         return result
     with store.connection("counting songs") as conn:
         songs_before = conn.execute("SELECT count(*) FROM media_entity").fetchone()[0]
-    summary = run_ingest(store, todo, IngestOptions(jobs=jobs))
+    recognised = _recognise(store, todo) if songs_before else {}
+    for path, match in recognised.items():
+        result.files.append(
+            ReviewFile(
+                path=path,
+                outcome="known",
+                content_hash=hashes[path],
+                song_id=match.song_id,
+                detail=f"recording of {match.title!r} (song {match.song_id}) from "
+                f"{match.reference_start_s:.1f} s, confidence {match.confidence:.2f}",
+            )
+        )
+    todo = [path for path in todo if path not in recognised]
+    summary = run_ingest(store, todo, IngestOptions(extractors=extractors, jobs=jobs))
     first_of: dict[str, str] = {}
     reports: dict[str, Any] = {}
     # The copy that was stored is the original; later copies of its content are duplicates.
@@ -170,6 +194,25 @@ def review_folder(
     (out / "review.md").write_text(to_markdown(result), encoding="utf-8")
     _finish(store, result, reports)
     return result
+
+
+def _recognise(store: Store, paths: list[str]) -> dict[str, SongMatch]:
+    """The files that are recordings of catalogue songs: excerpts, edits, other encodings.
+
+    They are not ingested again. Files that cannot be decoded are left to the ingest, which
+    quarantines them with the reason.
+    """
+    recognizer = service.recognizer_for(store)
+    found = {}
+    for path in paths:
+        try:
+            y = audio.load(audio.probe(path), sample_rate=fingerprint.ANALYSIS_RATE)
+        except PolymuseError:
+            continue
+        answer, _ = service.identify_file(recognizer, y, fingerprint.ANALYSIS_RATE)
+        if answer.match is not None and answer.status == "match":
+            found[path] = answer.match
+    return found
 
 
 def _analyse(file: ReviewFile, analyse: Analyser) -> Any:

@@ -106,6 +106,7 @@ def review(
     from polymuse.agents.review import review_folder
     from polymuse.commands.analyze import run_analysis
     from polymuse.graph import build_graph, select_nodes
+    from polymuse.ingest import DEFAULT_EXTRACTORS, build_extractor
     from polymuse.store import open_store
 
     settings = load_settings(output=output)
@@ -117,7 +118,11 @@ def review(
 
     with open_store(settings) as store:
         result = review_folder(
-            store, folder, output_dir=settings.output_dir, analyse=None if no_analysis else analyse
+            store,
+            folder,
+            output_dir=settings.output_dir,
+            analyse=None if no_analysis else analyse,
+            extractors=[build_extractor(n, settings=settings) for n in DEFAULT_EXTRACTORS],
         )
     if result.status == "noop":
         out.print("nothing new to review")

@@ -30,7 +30,6 @@ app = typer.Typer(
     help="Your music catalogue (PostgreSQL + pgvector): add folders, list, show, remove, export.",
     no_args_is_help=True,
 )
-DEFAULT_EXTRACTORS = ["spectral-stats", "polymuse-triplets"]
 _SETTINGS_KEY = "polymuse.settings"
 
 
@@ -83,7 +82,7 @@ def add(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Add audio files to the catalogue; bad files are quarantined, stored ones skipped."""
-    from polymuse.ingest import IngestOptions, build_extractor, run_ingest
+    from polymuse.ingest import DEFAULT_EXTRACTORS, IngestOptions, build_extractor, run_ingest
 
     settings = settings_of(ctx)
     names = split_names(extractors) or DEFAULT_EXTRACTORS

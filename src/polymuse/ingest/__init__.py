@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from polymuse.ingest.decode import IngestItem, Window
-from polymuse.ingest.extractors import EXTRACTORS, Extractor, Fact, build_extractor
+from polymuse.ingest.extractors import (
+    DEFAULT_EXTRACTORS,
+    EXTRACTORS,
+    Extractor,
+    Fact,
+    build_extractor,
+)
 from polymuse.ingest.pipeline import (
     FileOutcome,
     IngestOptions,
@@ -13,6 +19,7 @@ from polymuse.ingest.pipeline import (
 )
 
 __all__ = [
+    "DEFAULT_EXTRACTORS",
     "EXTRACTORS",
     "Extractor",
     "Fact",

@@ -76,6 +76,7 @@ EXTRACTORS: dict[str, str] = {
     "semantic": "polymuse.tools.semantics.catalogue:SemanticExtractor",
     "polymuse-triplets": "polymuse.recognition.extractor:LandmarkExtractor",
 }
+DEFAULT_EXTRACTORS = ("spectral-stats", "polymuse-triplets")  # `catalog add` and `review`
 
 
 def build_extractor(spec: str, *, settings: Settings | None = None) -> Extractor:
