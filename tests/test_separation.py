@@ -181,6 +181,29 @@ def test_dsp_puts_clicks_in_drums_and_sustained_tones_in_harmonic_stems(dsp_part
     assert energy(out["drums"] - clicks) < 0.5 * energy(out["drums"])
 
 
+def test_dsp_puts_the_high_lead_line_in_vocals_and_the_chord_elsewhere():
+    n = 6 * SR
+    t = np.arange(n) / SR
+    line = np.repeat([523.25, 587.33, 659.25, 587.33, 523.25, 493.88], SR)
+    phase = 2 * np.pi * np.cumsum(line) / SR
+    lead = sum(0.2 / h * np.sin(h * phase) for h in range(1, 6))
+    chord = sum(
+        0.12 / h * np.sin(2 * np.pi * h * f * t) for f in (196.0, 246.94, 293.66) for h in (1, 2, 3)
+    )
+    parts = {
+        name: np.stack([y, 0.8 * y]).astype(np.float32)
+        for name, y in (("lead", lead), ("chord", chord))
+    }
+    out = DspSeparator().separate(parts["lead"] + parts["chord"])
+
+    def share(part: np.ndarray, stem: np.ndarray) -> float:
+        return float(np.sum(part * stem) / energy(part))
+
+    assert share(parts["lead"], out["vocals"]) > 0.8
+    # Only the chord's partials the line sings too (D5 = 2 x D4 = 3 x G3, B4 = 2 x B3) follow it.
+    assert share(parts["chord"], out["vocals"]) < 0.2
+
+
 def test_dsp_chunked_equals_unchunked_within_tolerance():
     parts = click_and_tones(seconds=14.0, seed=4)
     mix = sum(parts.values())

@@ -98,6 +98,13 @@ MODEL_CARDS: dict[str, ModelInfo] = {
             licence="ISC",
         ),
         ModelInfo(
+            name="salience",
+            version="predominant melody: Klapuri harmonic summation with cancellation + Viterbi "
+            "(polymuse)",
+            source="polymuse.tools.separation.predominant (algorithm, no weights)",
+            licence="MIT",
+        ),
+        ModelInfo(
             name="basic-pitch",
             version="Basic Pitch ICASSP 2022 (Bittner et al.), ONNX export, run by onnxruntime",
             source="basic-pitch 0.4.0 wheel (PyPI, installed with --no-deps): "

@@ -44,7 +44,7 @@ from polymuse.tools.synth import NoteEvent
 GOAL_RPA = 0.80
 GRID = 0.01
 INPUTS = ("soprano", "separated", "mix")
-DEFAULT_BACKENDS = ("crepe-tiny", "crepe-full", "pyin")
+DEFAULT_BACKENDS = ("crepe-tiny", "crepe-full", "pyin", "salience")
 
 
 class MelodyScore(BaseModel):
@@ -239,8 +239,8 @@ def _evaluate_piece(
         for backend in backends:
             notify(f"{piece.piece_id}: {backend} on {source}")
             contour, spent = _run_backend(backend, y, sr)
-            notes = mel.snap_onsets(mel.contour_notes(contour), onsets)
-            f = note_score(soprano_part.notes, notes).f_measure
+            segmented = mel.snap_onsets(mel.contour_notes(contour), onsets)
+            f = note_score(soprano_part.notes, segmented).f_measure
             scores.setdefault(source, {})[backend] = melody_score(
                 ref_times, ref_f0, contour, spent, f
             )
@@ -265,7 +265,9 @@ def melody(
     pieces: Annotated[int, typer.Option("--pieces", "-n", help="Number of chorales.")] = 10,
     backend: Annotated[
         list[str] | None,
-        typer.Option("--backend", "-b", help="crepe-tiny, crepe-full, pyin (repeatable)."),
+        typer.Option(
+            "--backend", "-b", help="crepe-tiny, crepe-full, pyin, salience (repeatable)."
+        ),
     ] = None,
     separator: Annotated[
         str, typer.Option("--separator", "-s", help="Separator for the vocal stems.")

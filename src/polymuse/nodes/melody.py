@@ -46,7 +46,8 @@ def melody(state: AnalysisState, runtime: Runtime[Context]) -> dict:
     errors: dict[str, str] = {}
 
     y = runtime.context.audio.load(path, sample_rate=mel.CREPE_SR, mono=True)
-    backend = mel.DEFAULT_BACKEND
+    # CREPE follows one voice; on a full mix the harmonic-salience tracker finds the tune
+    backend = mel.DEFAULT_BACKEND if stem else "salience"
     try:
         contour = mel.estimate_f0(y, sr=mel.CREPE_SR, backend=backend, hop_s=HOP_S)
     except ModelUnavailableError as error:

@@ -1,6 +1,6 @@
-"""Melody of a monophonic line: f0 with voicing (CREPE or pYIN), notes segmented from it, MIDI.
+"""Melody: f0 with voicing (CREPE, pYIN, harmonic salience), notes segmented from it, MIDI.
 
-Two backends, one output (`Contour`: times, f0 in Hz with NaN where unvoiced, and a voicing
+Three backends, one output (`Contour`: times, f0 in Hz with NaN where unvoiced, and a voicing
 probability):
 
 - `crepe`: CREPE (Kim et al. 2018), the network that `torchcrepe` ports to PyTorch, rebuilt
@@ -11,6 +11,11 @@ probability):
   (triangular, +-11 bins); voicing is the network's activation at the decoded bin
   (torchcrepe's "periodicity"), gated by frame level.
 - `pyin`: librosa's probabilistic YIN (Mauch & Dixon 2014) with its HMM voicing.
+- `salience`: the predominant line of a polyphonic mix (`separation.predominant`: harmonic
+  summation with iterative cancellation, a Viterbi path favouring salient, high, continuous
+  pitches). CREPE and pYIN assume one voice: on the mixes of 24 rendered chorales
+  (`polymuse eval melody`, input `mix`) its RPA on the soprano is 0.64 against CREPE-tiny's
+  0.11; on a solo line CREPE is better (0.95 against 0.76: octave errors).
 
 `DEFAULT_BACKEND` is the one with the higher raw pitch accuracy on rendered solo soprano lines
 (`polymuse eval melody`).
@@ -33,9 +38,9 @@ from torch import nn
 from polymuse.errors import ModelUnavailableError, ParameterError
 from polymuse.report import ModelInfo
 
-Backend = Literal["crepe", "pyin"]
+Backend = Literal["crepe", "pyin", "salience"]
 Capacity = Literal["tiny", "full"]
-BACKENDS: tuple[str, ...] = ("crepe", "pyin")
+BACKENDS: tuple[str, ...] = ("crepe", "pyin", "salience")
 DEFAULT_BACKEND: Backend = "crepe"
 DEFAULT_CAPACITY: Capacity = "tiny"
 
@@ -80,7 +85,7 @@ def model_info(backend: str, capacity: str = DEFAULT_CAPACITY) -> ModelInfo:
     """The model card entry for a backend."""
     from polymuse.model_cards import MODEL_CARDS
 
-    return MODEL_CARDS[f"crepe-{capacity}" if backend == "crepe" else "pyin"]
+    return MODEL_CARDS[f"crepe-{capacity}" if backend == "crepe" else backend]
 
 
 def estimate_f0(
@@ -103,6 +108,8 @@ def estimate_f0(
         return crepe_f0(y, sr=sr, capacity=capacity, hop_s=hop_s, fmin=fmin, fmax=fmax)
     if backend == "pyin":
         return pyin_f0(y, sr=sr, hop_s=hop_s, fmin=fmin, fmax=fmax)
+    if backend == "salience":
+        return salience_f0(y, sr=sr, hop_s=hop_s, fmin=fmin, fmax=fmax)
     raise ParameterError(f"unknown melody backend {backend!r}; valid: {', '.join(BACKENDS)}")
 
 
@@ -327,6 +334,46 @@ def pyin_f0(
         times=times,
         f0=np.where(voiced, pitch, np.nan),
         voicing=np.asarray(prob, np.float64),
+        pitch=pitch,
+    )
+
+
+# --- harmonic salience -------------------------------------------------------------------
+
+
+def salience_f0(
+    y: np.ndarray,
+    *,
+    sr: int,
+    hop_s: float = 0.01,
+    fmin: float = FMIN,
+    fmax: float = 1200.0,
+) -> Contour:
+    """The predominant (highest salient) line of a polyphonic mix, at 22.05 kHz, 93 ms frames.
+
+    See `polymuse.tools.separation.predominant`; the voicing probability is the chosen
+    candidate's salience relative to the loudest candidate of its frame.
+    """
+    from polymuse.tools.separation.predominant import pitch_candidates, track_melody
+
+    y = _check(y, sr, hop_s, fmin, fmax)
+    if sr != PYIN_SR:
+        y = librosa.resample(y, orig_sr=sr, target_sr=PYIN_SR, res_type="soxr_hq")
+    hop = max(1, round(hop_s * PYIN_SR))
+    n_fft = 2048
+    window = torch.hann_window(n_fft)
+    spec = torch.stft(torch.from_numpy(y), n_fft, hop, window=window, return_complex=True)
+    candidates, salience = pitch_candidates(spec.abs().numpy(), sr=PYIN_SR, n_fft=n_fft)
+    pitch, voiced = track_melody(candidates, salience, fmin=fmin, fmax=fmax)
+    strength = np.take_along_axis(
+        salience, np.argmin(np.abs(candidates - pitch[:, None]), axis=1)[:, None], axis=1
+    )[:, 0] / np.maximum(salience.max(axis=1), 1e-12)
+    times = np.arange(len(pitch)) * hop / PYIN_SR
+    pitch = np.where(pitch > 0, pitch, np.nan).astype(np.float64)
+    return Contour(
+        times=times,
+        f0=np.where(voiced, pitch, np.nan),
+        voicing=np.where(voiced, strength, 0.0).astype(np.float64),
         pitch=pitch,
     )
 
