@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(ffmpeg fluidsynth fluid-soundfont-gm libchromaprint-tools)
+APT_PACKAGES=(ffmpeg fluidsynth fluid-soundfont-gm libchromaprint-tools timgm6mb-soundfont
+  csound-soundfont espeak-ng)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

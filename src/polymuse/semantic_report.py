@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from polymuse.render.document import Section
 
 SEMANTIC_SCHEMA_VERSION = "1.0"
-EvidenceKind = Literal["tag", "text", "feature", "joint"]
+EvidenceKind = Literal["tag", "text", "feature", "joint", "head"]
 
 
 class Evidence(Model):

@@ -9,6 +9,7 @@ from polymuse.commands.common import load_settings
 from polymuse.console import out
 from polymuse.diagnostics import all_checks
 from polymuse.model_cards import MODEL_CARDS
+from polymuse.tools.semantics.instrument_head import head_card
 
 
 def doctor() -> None:
@@ -25,7 +26,7 @@ def doctor() -> None:
     models = Table(title="Models", title_justify="left")
     for col in ("model", "version", "source", "licence"):
         models.add_column(col)
-    for card in MODEL_CARDS.values():
+    for card in [*MODEL_CARDS.values(), head_card()]:
         models.add_row(card.name, card.version, card.source, card.licence)
     out.print(models)
     if not all(c.ok for c in checks):

@@ -53,19 +53,41 @@ def tags(
     calibration: Path = typer.Option(
         None, "--write-calibration", help="Write the calibration fitted on the fit split here."
     ),
+    train: bool = typer.Option(
+        False, "--train-head", help="Train the instrument head first (other soundfonts)."
+    ),
+    head_per_class: int = typer.Option(20, "--head-per-class", help="Training pieces per class."),
+    write_head: Path = typer.Option(
+        None, "--write-head", help="Write the trained head here (with --train-head)."
+    ),
     output: Path = typer.Option(Path("reports/eval"), "--output", "-o"),
 ) -> None:
     """Dominant instrument in the top 3 and text-search MRR on GM-instrument renders."""
     from polymuse.evaluation.tags import GOALS, evaluate_tags
 
     settings = load_settings()
+    cache_dir = cache or settings.home / "eval"
+    head = None
+    if train:
+        from polymuse.evaluation.head_training import train_head
+
+        with err.status("training the instrument head...") as status:
+            head, training = train_head(
+                per_class=head_per_class,
+                cache_dir=cache_dir,
+                seed=seed,
+                write=write_head,
+                progress=lambda message: status.update(message),
+            )
+        _save(output / "instrument_head.json", training.model_dump_json(indent=2))
     with err.status("rendering and tagging...") as status:
         result = evaluate_tags(
             per_family=per_family,
-            cache_dir=cache or settings.home / "eval",
+            cache_dir=cache_dir,
             seed=seed,
             settings=settings,
             write_calibration=calibration,
+            head=head,
             progress=lambda message: status.update(message),
         )
     _print_goals("Semantic accuracy (test split)", result.summary(), GOALS)

@@ -14,11 +14,16 @@ Metrics, on the held-out split (pieces whose music21 source hashes to split "tes
   `QUERIES` (English and Chinese), ranked by `tools.semantics.search`. Goal >= 0.70.
 - `brier`: Brier score of the instrument descriptors' confidences against presence.
 
-Calibration: per-kind Platt scaling and the prior strength alpha (see `scoring`) are fitted
-on the other split ("fit") only, over every (piece, instrument descriptor) pair labelled by
-presence; `--write-calibration` stores the result as the packaged calibration. Nothing is
-tuned on the test split; the bank's links and rules were written from the tag vocabularies,
-not from these renders.
+The instrument head: the packaged one, or with `--train-head` one trained first by
+`head_training` (`--write-head` stores it as the packaged head).
+
+Calibration: per-kind Platt scaling, the prior strength alpha and the instrument head's
+weight (see `scoring`) are fitted on the other split ("fit") only, over every (piece,
+instrument descriptor) pair labelled by presence; `--write-calibration` stores the result as
+the packaged calibration. Nothing is tuned on the test split; the bank's links and rules were
+written from the tag vocabularies, not from these renders, and the instrument head
+(`instrument_head`) was trained on renders with other soundfonts and other scores
+(`head_training`), so on these FluidR3 renders it is tested on sounds it never heard.
 """
 
 from __future__ import annotations
@@ -29,22 +34,30 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from polymuse.errors import ParameterError
-from polymuse.tools.semantics.scoring import Calibration, DescriptorScorer, rank_categories
+from polymuse.tools.semantics.instrument_head import InstrumentHead
+from polymuse.tools.semantics.scoring import (
+    TEMPERATURE,
+    Calibration,
+    DescriptorScorer,
+    rank_categories,
+)
 
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
+OBSERVED_VERSION = 2
 MAX_SECONDS = 30.0
 GOALS = {"instrument_top3": 0.80, "search_mrr": 0.70}
 ALPHAS = (0.0, 0.25, 0.5)
-FITTED_KINDS = ("tag", "text")
+HEAD_WEIGHTS = (1.0, 2.0, 4.0)
+FITTED_KINDS = ("tag", "text", "head")
 """Kinds whose Platt scaling is fitted here. Feature rules keep their hand-set logistic
 (their instrument uses, drums and percussion, say little about tempo or brightness)."""
 
@@ -233,7 +246,7 @@ def labelled_set(
     tunes = sorted(
         f"ryansMammoth/{p.name}"
         for p in m21corpus.getComposer("ryansMammoth")
-        if corpus._abc_meter(p) in corpus.SIMPLE_METERS
+        if corpus.abc_meter(p) in corpus.SIMPLE_METERS
     )
     rng.shuffle(chorales)
     rng.shuffle(tunes)
@@ -289,7 +302,7 @@ def _render(recipe: dict, sounds: tuple[int, ...], out_dir: Path, font: str, syn
     try:
         score = m21corpus.parse(recipe["source"])
         if recipe["source"].startswith("ryansMammoth"):
-            score = corpus._load_tune(recipe["source"])
+            score = corpus.load_tune(recipe["source"])
         n = len(score.parts)
         if len(sounds) == 1:
             programs = [sounds[0]] * n
@@ -329,12 +342,15 @@ def _render(recipe: dict, sounds: tuple[int, ...], out_dir: Path, font: str, syn
 
 @dataclass
 class _Observed:
-    """What the encoder and feature extractor said about one piece (cached on disk)."""
+    """What the encoder, feature extractor and head said about one piece (cached on disk)."""
 
     piece: LabelledPiece
     probabilities: np.ndarray
     features: dict[str, float | None]
     seconds: float
+    head_features: np.ndarray
+    """The instrument head's per-window input (empty without a head for this tagger)."""
+    head: dict[str, float] | None = None
 
 
 def observe(
@@ -344,20 +360,30 @@ def observe(
     *,
     progress: Callable[[str], None] | None = None,
 ) -> list[_Observed]:
-    """Pooled tag probabilities and texture features of each piece (cached by piece id)."""
+    """Pooled tag probabilities, texture features and head input of each piece (cached)."""
     from polymuse.tools import audio
     from polymuse.tools.semantics.features import texture_features
+    from polymuse.tools.semantics.instrument_head import head_features, window_segments
     from polymuse.tools.semantics.reviewer import FEATURE_RATE
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     tagger = reviewer.tagger
     out = []
     for i, piece in enumerate(pieces):
-        path = cache_dir / f"{piece.piece_id}-{tagger.name}-w{reviewer.max_windows}.json"
+        name = f"{piece.piece_id}-{tagger.name}-w{reviewer.max_windows}-v{OBSERVED_VERSION}"
+        path = cache_dir / f"{name}.npz"
         if path.is_file():
-            data = json.loads(path.read_text())
-            out.append(_Observed(piece, np.array(data["p"]), data["features"], data["seconds"]))
-            continue
+            with np.load(path) as data:
+                cached = _Observed(
+                    piece,
+                    data["p"],
+                    json.loads(str(data["features"])),
+                    float(data["seconds"]),
+                    data["head_features"],
+                )
+            if reviewer.head is None or cached.head_features.size:
+                out.append(cached)
+                continue
         started = time.perf_counter()
         probe = audio.probe(str(piece.audio))
         y = audio.load(probe, sample_rate=tagger.sample_rate, mono=True)
@@ -366,22 +392,35 @@ def observe(
         )
         y16 = audio.load(probe, sample_rate=FEATURE_RATE, mono=True)
         features = texture_features(y16, sample_rate=FEATURE_RATE)
+        inputs = np.zeros((0, 0), dtype=np.float32)
+        if reviewer.head is not None:
+            segments = window_segments(
+                y16, encoding.window_times, encoding.window_seconds, sample_rate=FEATURE_RATE
+            )
+            inputs = head_features(encoding.window_embeddings, segments)
         seconds = time.perf_counter() - started
         pooled = encoding.tag_probabilities.mean(axis=0)
-        path.write_text(
-            json.dumps({"p": pooled.tolist(), "features": features, "seconds": seconds})
+        np.savez(
+            path,
+            p=pooled,
+            features=np.array(json.dumps(features)),
+            seconds=np.array(seconds),
+            head_features=inputs,
         )
-        out.append(_Observed(piece, pooled, features, seconds))
+        out.append(_Observed(piece, pooled, features, seconds, inputs))
         if progress:
             progress(f"tagged {i + 1}/{len(pieces)}")
     return out
 
 
 def fit_calibration(observed: Sequence[_Observed], scorer: DescriptorScorer) -> Calibration:
-    """Fit alpha and per-kind Platt scaling on labelled (piece, instrument descriptor) pairs.
+    """Fit alpha, per-kind Platt scaling and the head's weight on labelled (piece, instrument
+    descriptor) pairs.
 
     For each alpha in `ALPHAS`, each kind's raw scores are fitted to presence by logistic
-    regression; the alpha with the lowest log-loss over all pairs wins.
+    regression; the alpha with the lowest log-loss over all pairs wins. Then the head's
+    weight in the combination is the one of `HEAD_WEIGHTS` with the lowest log-loss of the
+    combined confidences.
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -393,7 +432,10 @@ def fit_calibration(observed: Sequence[_Observed], scorer: DescriptorScorer) -> 
         for obs in observed:
             truth = _present(obs.piece)
             for s in trial.score(
-                tag_probabilities=obs.probabilities, features=obs.features, descriptors=instruments
+                tag_probabilities=obs.probabilities,
+                features=obs.features,
+                head_probabilities=obs.head,
+                descriptors=instruments,
             ):
                 for kind in FITTED_KINDS:
                     raw = _kind_score(s, kind)
@@ -405,6 +447,8 @@ def fit_calibration(observed: Sequence[_Observed], scorer: DescriptorScorer) -> 
         loss = 0.0
         for kind, (xs, ys) in by_kind.items():
             if len(set(ys)) < 2:
+                # No descriptor of this kind is present (or absent) in the set: it says
+                # nothing about the kind, which keeps its default mapping.
                 continue
             x = np.array(xs)[:, None]
             model = LogisticRegression(C=1.0).fit(x, ys)
@@ -427,7 +471,34 @@ def fit_calibration(observed: Sequence[_Observed], scorer: DescriptorScorer) -> 
         if best is None or loss < best[0]:
             best = (loss, calibration)
     assert best is not None
-    return best[1]
+    calibration = best[1]
+    if not any(obs.head for obs in observed):
+        return calibration
+    losses = {}
+    for weight in HEAD_WEIGHTS:
+        trial = scorer.with_calibration(
+            replace(calibration, weights={**calibration.weights, "head": weight})
+        )
+        losses[weight] = -sum(
+            np.log(
+                np.clip(
+                    s.confidence if s.id in _present(obs.piece) else 1 - s.confidence, 1e-6, 1.0
+                )
+            )
+            for obs in observed
+            for s in trial.score(
+                tag_probabilities=obs.probabilities,
+                features=obs.features,
+                head_probabilities=obs.head,
+                descriptors=instruments,
+            )
+        )
+    weight = min(HEAD_WEIGHTS, key=lambda w: losses[w])
+    return replace(
+        calibration,
+        name=f"{calibration.name}, head weight {weight:g}",
+        weights={**calibration.weights, "head": weight},
+    )
 
 
 def evaluate_tags(
@@ -437,9 +508,13 @@ def evaluate_tags(
     seed: int = 0,
     settings: object = None,
     write_calibration: Path | None = None,
+    head: InstrumentHead | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> TagEvaluation:
-    """Render, tag, fit the calibration on the fit split, and measure on the test split."""
+    """Render, tag, fit the calibration on the fit split, and measure on the test split.
+
+    `head` replaces the packaged instrument head (e.g. one just trained).
+    """
     from polymuse.tools.semantics.reviewer import SemanticReviewer
     from polymuse.tools.semantics.search import SearchItem, plan_query, rank_text
 
@@ -452,14 +527,24 @@ def evaluate_tags(
         cache_dir=cache_dir / "semantic",
         calibration=Calibration(),
     )
+    if head is not None:
+        reviewer.head = head
     observed = observe(pieces, reviewer, cache_dir / "tags-observed", progress=progress)
+    for obs in observed:
+        if reviewer.head is not None and obs.head_features.size:
+            p = reviewer.head.window_probabilities(obs.head_features).mean(axis=0)
+            obs.head = {c: float(v) for c, v in zip(reviewer.head.classes, p, strict=True)}
     fit = [o for o in observed if o.piece.split == "fit"]
     calibration = fit_calibration(fit, reviewer.scorer)
     scorer = reviewer.scorer.with_calibration(calibration)
     results, sq_errors = [], []
     items: dict[str, list[SearchItem]] = {"fit": [], "test": []}
     for obs in observed:
-        scores = scorer.score(tag_probabilities=obs.probabilities, features=obs.features)
+        scores = scorer.score(
+            tag_probabilities=obs.probabilities,
+            features=obs.features,
+            head_probabilities=obs.head,
+        )
         ranked = rank_categories(scores, top=3).get("instruments", [])
         hits = FAMILIES[obs.piece.family].hits
         by_id = {s.id: s.confidence for s in scores}
@@ -528,14 +613,15 @@ def _present(piece: LabelledPiece) -> set[str]:
 
 
 def _kind_score(score, kind: str) -> float | None:
-    items = [e.score for e in score.evidence if e.kind == kind]
-    if not items:
+    evidence = [e for e in score.evidence if e.kind == kind]
+    if not evidence:
         return None
-    if kind == "tag":
+    items = [e.score for e in evidence]
+    if kind in ("tag", "head"):
         return max(items)
     if kind == "feature":
         return min(items)
-    weights = np.exp(np.array([e.weight for e in score.evidence if e.kind == kind]) / 0.05)
+    weights = np.exp(np.array([e.weight for e in evidence]) / TEMPERATURE)
     return float(np.dot(weights / weights.sum(), items))
 
 

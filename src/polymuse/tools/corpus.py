@@ -208,7 +208,7 @@ def rhythm_set(
     rng = random.Random(seed)
     pools: dict[bool, list[str]] = {False: [], True: []}
     for path in sorted(corpus.getComposer("ryansMammoth")):
-        meter = _abc_meter(path)
+        meter = abc_meter(path)
         if meter in SIMPLE_METERS or meter in COMPOUND_METERS:
             pools[meter in COMPOUND_METERS].append(f"ryansMammoth/{path.name}")
     for pool in pools.values():
@@ -234,7 +234,7 @@ def rhythm_set(
         n,
         [iter(pools[False]), iter(pools[True])],
         recipe=recipe,
-        load=_load_tune,
+        load=load_tune,
         out_dir=Path(out_dir),
         need_key=False,
     )
@@ -354,7 +354,7 @@ def _render(
     return _Cached(piece=piece)
 
 
-def _load_tune(source: str) -> stream.Score:
+def load_tune(source: str) -> stream.Score:
     """Parse a tune and write its repeats out; tunes with malformed repeats play as written."""
     score = corpus.parse(source)
     try:
@@ -363,7 +363,7 @@ def _load_tune(source: str) -> stream.Score:
         return score
 
 
-def _abc_meter(path: Path) -> str | None:
+def abc_meter(path: Path) -> str | None:
     """The `M:` field of an ABC file's header, without parsing the tune."""
     match = re.search(r"^M:\s*(\S+)", path.read_text(encoding="utf-8", errors="replace"), re.M)
     return match.group(1) if match else None

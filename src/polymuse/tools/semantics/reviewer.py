@@ -2,8 +2,9 @@
 
 `SemanticReviewer.from_settings` picks the backends: the audio encoder (`audio_encoder`),
 the tagger whose outputs give descriptor evidence (the encoder itself when it has tags or a
-joint text tower, else musicnn), and the text encoder (`text_encoder`) that maps descriptors
-onto tag names. Encodings are cached by content hash and encoder, so re-running with another
+joint text tower, else musicnn), the instrument-family head when the tagger is the one it
+was trained on (musicnn), and the text encoder (`text_encoder`) that maps descriptors onto
+tag names. Encodings are cached by content hash and encoder, so re-running with another
 calibration or bank recomputes only the cheap scoring.
 """
 
@@ -19,12 +20,14 @@ from typing import Protocol
 
 import numpy as np
 
-from polymuse.errors import PolymuseError
+from polymuse.errors import ModelUnavailableError, PolymuseError
 from polymuse.schema import ModelInfo
 from polymuse.semantic_report import SemanticSection, StemSemantics
 from polymuse.tools.encoders.audio import AudioEncoder, AudioEncoding, build_audio_encoder
 from polymuse.tools.semantics.bank import DescriptorBank, load_bank
 from polymuse.tools.semantics.features import texture_features
+from polymuse.tools.semantics.instrument_head import SAMPLE_RATE as HEAD_RATE
+from polymuse.tools.semantics.instrument_head import InstrumentHead, window_segments
 from polymuse.tools.semantics.scoring import (
     Calibration,
     DescriptorScorer,
@@ -43,7 +46,8 @@ MAX_STEM_WINDOWS = 8
 TOP_PER_CATEGORY = 5
 TOP_TAGS = 10
 STEM_PRESENT_DBFS = -50.0
-FEATURE_RATE = 16000
+FEATURE_RATE = HEAD_RATE
+"""Rate of the audio for the texture features and the instrument head's timbre statistics."""
 
 
 class LoadAudio(Protocol):
@@ -77,6 +81,7 @@ class SemanticReviewer:
         notes: list[str] | None = None,
         index: TextIndex | None = None,
         text_encode: Callable[[list[str]], np.ndarray] | None = None,
+        head: InstrumentHead | None = None,
     ) -> None:
         self.bank = bank
         self.index = index
@@ -90,6 +95,8 @@ class SemanticReviewer:
         self.cache_dir = cache_dir
         self.max_windows = max_windows
         self.notes = list(notes or [])
+        self.head = head
+        """The instrument-family head, when the tagger is the encoder it was trained on."""
 
     @classmethod
     def from_settings(
@@ -172,6 +179,13 @@ class SemanticReviewer:
                 text_ref = ModelInfo(**text_encoder_card(text_spec).model_dump())
             except PolymuseError as exc:
                 notes.append(f"text encoder unavailable, no borrowed-tag evidence: {exc}")
+        head = None
+        try:
+            head = InstrumentHead.load()
+        except ModelUnavailableError as exc:
+            notes.append(f"no instrument head: {exc}")
+        if head is not None and head.encoder != tagger.name:
+            head = None
         joint = None
         if tagger.joint_text:
             joint_index = build_text_index(
@@ -201,6 +215,7 @@ class SemanticReviewer:
             notes=notes,
             index=index,
             text_encode=encode,
+            head=head,
         )
 
     def encode(
@@ -274,6 +289,7 @@ class SemanticReviewer:
             tag_probabilities=pooled,
             features=features,
             audio_embedding=tag_encoding.embedding if self.tagger.joint_text else None,
+            head_probabilities=self._head(tag_encoding, feature_audio),
         )
         if path is not None:
             _write_encoding(
@@ -316,13 +332,15 @@ class SemanticReviewer:
             encoding = self.tagger.encode(
                 y, sample_rate=self.tagger.sample_rate, max_windows=MAX_STEM_WINDOWS
             )
-            features = texture_features(load(file, FEATURE_RATE), sample_rate=FEATURE_RATE)
+            y16 = load(file, FEATURE_RATE)
+            features = texture_features(y16, sample_rate=FEATURE_RATE)
             kind = name if name in ("vocals", "drums", "bass") else "other"
             chosen = [d for d in self.bank.descriptors if kind in d.stems]
             scores = self.scorer.score(
                 tag_probabilities=_pooled(encoding),
                 features=features,
                 audio_embedding=encoding.embedding if self.tagger.joint_text else None,
+                head_probabilities=self._head(encoding, y16),
                 descriptors=chosen,
             )
             top = sorted(scores, key=lambda s: -s.confidence)[:TOP_PER_CATEGORY]
@@ -338,6 +356,15 @@ class SemanticReviewer:
             log.debug("stem %s failed", name, exc_info=True)
             reason = str(exc) if isinstance(exc, PolymuseError) else f"{type(exc).__name__}: {exc}"
             return StemSemantics(stem=name, present=False, error=reason)
+
+    def _head(self, encoding: AudioEncoding, y16: np.ndarray) -> dict[str, float] | None:
+        """The instrument head's class probabilities over the encoding's windows."""
+        if self.head is None or encoding.encoder != self.head.encoder:
+            return None
+        segments = window_segments(
+            y16, encoding.window_times, encoding.window_seconds, sample_rate=FEATURE_RATE
+        )
+        return self.head.predict(encoding.window_embeddings, segments)
 
 
 _REVIEWERS: dict[tuple, SemanticReviewer] = {}

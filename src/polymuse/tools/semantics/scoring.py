@@ -14,6 +14,10 @@ Evidence, each in logit units (`s`), by kind:
   +-(x - center) / scale; several rules must all hold (minimum).
 - `joint`: for encoders with a joint audio-text space, the cosine between the recording's
   embedding and the descriptor's text embedding, standardised over its category.
+- `head`: the instrument-family head's probability p for a class linked to the descriptor
+  with weight w (`instrument_head.DESCRIPTOR_LINKS`): s = logit(w * p), the strongest link.
+  Reported as evidence named 'instrument head: <class>'. Borrowed-tag evidence is only
+  used for descriptors with neither direct tag nor head evidence.
 
 Calibration maps each kind's s to a probability with its own Platt scaling,
 c_k = sigmoid(a_k * s + b_k), and a descriptor with several kinds of evidence gets the
@@ -31,7 +35,7 @@ import copy
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -41,6 +45,7 @@ import numpy as np
 from polymuse.errors import ParameterError
 from polymuse.semantic_report import DescriptorScore, Evidence
 from polymuse.tools.semantics.bank import Descriptor, DescriptorBank
+from polymuse.tools.semantics.instrument_head import DESCRIPTOR_LINKS
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,8 @@ MIN_SIMILARITY = 0.35
 TEMPERATURE = 0.05
 _EPS = 1e-4
 CALIBRATION_FILE = "semantic_calibration.json"
+HEAD_EVIDENCE = "instrument head: "
+"""Name prefix of the instrument head's evidence."""
 
 
 def logit(p: np.ndarray | float) -> np.ndarray:
@@ -72,10 +79,17 @@ class Calibration:
             "text": (0.5, -1.0),
             "feature": (1.0, 0.0),
             "joint": (1.0, -1.0),
+            "head": (1.0, 0.0),
         }
     )
     weights: dict[str, float] = field(
-        default_factory=lambda: {"tag": 1.0, "text": 0.5, "feature": 1.0, "joint": 1.0}
+        default_factory=lambda: {
+            "tag": 1.0,
+            "text": 0.5,
+            "feature": 1.0,
+            "joint": 1.0,
+            "head": 1.0,
+        }
     )
 
     def confidence(self, kind: str, score: float) -> float:
@@ -243,6 +257,10 @@ class DescriptorScorer:
         if joint_vectors is not None and joint_vectors.shape[0] != len(bank):
             raise ParameterError("joint_vectors must have one row per descriptor")
         self.joint_vectors = joint_vectors
+        self.head_links: dict[str, list[tuple[str, float]]] = {}
+        for family, links in DESCRIPTOR_LINKS.items():
+            for descriptor_id, weight in links.items():
+                self.head_links.setdefault(descriptor_id, []).append((family, weight))
         self.borrowed = self._borrowed_links(index) if index is not None and self.tags else {}
 
     def with_calibration(self, calibration: Calibration) -> DescriptorScorer:
@@ -273,6 +291,7 @@ class DescriptorScorer:
         tag_probabilities: np.ndarray | None = None,
         features: dict[str, float | None] | None = None,
         audio_embedding: np.ndarray | None = None,
+        head_probabilities: Mapping[str, float] | None = None,
         descriptors: Sequence[Descriptor] | None = None,
     ) -> list[DescriptorScore]:
         """Confidence and evidence for each descriptor that has any evidence.
@@ -281,6 +300,7 @@ class DescriptorScorer:
             tag_probabilities: Mean tag probabilities over windows, shape (len(tags),).
             features: Audio feature values by name (None for unavailable).
             audio_embedding: The recording's unit embedding (joint encoders only).
+            head_probabilities: The instrument head's class probabilities, or None.
             descriptors: Restrict to these; default, the whole bank.
 
         Returns:
@@ -305,12 +325,16 @@ class DescriptorScorer:
         for d in chosen:
             evidence: list[Evidence] = []
             kinds: dict[str, float] = {}
+            head = self._head(d, head_probabilities)
+            if head:
+                evidence += head
+                kinds["head"] = max(e.score for e in head)
             if tag_probabilities is not None and tag_scores is not None:
                 direct = self._direct(d, tag_probabilities)
                 if direct:
                     evidence += direct
                     kinds["tag"] = max(e.score for e in direct)
-                elif d.id in self.borrowed:
+                elif not head and d.id in self.borrowed:
                     borrowed = self._borrowed(d, tag_probabilities, tag_scores)
                     evidence += borrowed
                     weights = np.exp(np.array([e.weight for e in borrowed]) / TEMPERATURE)
@@ -370,6 +394,21 @@ class DescriptorScorer:
             )
         return out
 
+    def _head(self, d: Descriptor, p: Mapping[str, float] | None) -> list[Evidence]:
+        if p is None:
+            return []
+        return [
+            Evidence(
+                kind="head",
+                name=f"{HEAD_EVIDENCE}{family}",
+                value=float(p[family]),
+                weight=weight,
+                score=float(logit(weight * p[family])),
+            )
+            for family, weight in self.head_links.get(d.id, [])
+            if family in p
+        ]
+
     def _borrowed(self, d: Descriptor, p: np.ndarray, scores: np.ndarray) -> list[Evidence]:
         return [
             Evidence(
@@ -421,8 +460,8 @@ def rank_categories(
 
 
 def primary_tag(score: DescriptorScore) -> str | None:
-    """The tagger output behind a descriptor's strongest tag evidence, if it has any."""
-    tagged = [e for e in score.evidence if e.kind in ("tag", "text")]
+    """The tagger or head output behind a descriptor's strongest tag evidence, if any."""
+    tagged = [e for e in score.evidence if e.kind in ("tag", "text", "head")]
     return max(tagged, key=lambda e: e.score).name if tagged else None
 
 
