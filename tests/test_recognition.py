@@ -9,9 +9,18 @@ import soxr
 from polymuse.errors import ParameterError
 from polymuse.evaluation import distortions
 from polymuse.ingest.testdata import render_song
-from polymuse.recognition import Calibration, MemoryIndex, Recognizer, SongRef, calibration
+from polymuse.recognition import (
+    Calibration,
+    MemoryIndex,
+    Recognizer,
+    SongRef,
+    calibration,
+    matching,
+)
 from polymuse.recognition.calibration import Evidence
 from polymuse.recognition.extractor import LandmarkExtractor
+from polymuse.recognition.index import join
+from polymuse.recognition.listening import listen
 from polymuse.recognition.payload import decode_peaks
 from polymuse.tools import fingerprint
 
@@ -129,10 +138,39 @@ def test_index_round_trips_through_a_file(index: MemoryIndex, tmp_path, songs) -
     assert Recognizer(loaded).identify(clip, SR).match.song_id == 5
 
 
+def _verified(index: MemoryIndex, song: int, clip: np.ndarray) -> matching.Verification:
+    """Verification of `song`'s best line through the clip's hits."""
+    heard = listen(clip, SR)
+    hits = join(heard.query.hashes, index.postings(heard.query.hashes))
+    [candidate] = [c for c in matching.vote(heard.query, hits, top=20) if c.asset_id == song]
+    return matching.verify(candidate, index.stored_peaks[song], heard.query, heard.depth)
+
+
+def test_masked_peaks_are_not_absent(index: MemoryIndex, songs: dict[int, np.ndarray]) -> None:
+    """Noise hides reference peaks (fewer found) without making the query quiet there."""
+    clip = songs[6][5 * SR : 10 * SR]
+    noise = np.random.default_rng(2).standard_normal(len(clip)).astype(np.float32)
+    noisy = clip + noise * np.sqrt(np.mean(clip**2))  # 0 dB SNR
+    clean, masked = _verified(index, 6, clip), _verified(index, 6, noisy)
+    assert masked.fraction < clean.fraction
+    assert clean.absence <= 0.05 and masked.absence <= 0.05
+
+
+def test_missing_notes_are_absent(index: MemoryIndex, songs: dict[int, np.ndarray]) -> None:
+    """Song 6's peaks where the query plays song 2's notes: absent, not masked."""
+    clip = songs[6][5 * SR : 10 * SR]
+    other = songs[2][5 * SR : 10 * SR]
+    heard = listen(other, SR)
+    candidate = matching.Candidate(6, 10, 10, 1.0, 5.0, 0.0, 5.0)
+    verdict = matching.verify(candidate, index.stored_peaks[6], heard.query, heard.depth)
+    assert verdict.checked > 20 and verdict.absence > 0.2
+    assert _verified(index, 6, clip).absence < verdict.absence
+
+
 def test_calibration_round_trip_and_fit() -> None:
     rng = np.random.default_rng(0)
-    right = [Evidence(int(f), 2, f / 60, 30) for f in rng.integers(20, 60, 50)]
-    wrong = [Evidence(int(f), 3, f / 60, 3) for f in rng.integers(0, 10, 50)]
+    right = [Evidence(int(f), 2, f / 60, 30, 0.8, 0.0) for f in rng.integers(20, 60, 50)]
+    wrong = [Evidence(int(f), 3, f / 60, 3, 0.2, 0.3) for f in rng.integers(0, 10, 50)]
     weights = calibration.fit(right + wrong, np.array([1] * 50 + [0] * 50))
     model = Calibration(weights=tuple(weights), threshold=0.5)
     assert model.confidence(right[0]) > 0.9 > 0.1 > model.confidence(wrong[0])

@@ -16,6 +16,7 @@ from polymuse.ingest.pipeline import IngestOptions, run_ingest
 from polymuse.ingest.testdata import render_song
 from polymuse.recognition import MemoryIndex, Recognizer
 from polymuse.recognition.extractor import LandmarkExtractor
+from polymuse.recognition.listening import listen
 from polymuse.recognition.postgres import PostgresIndex
 from polymuse.tools import fingerprint
 
@@ -55,9 +56,9 @@ def test_postgres_and_memory_give_the_same_answer(catalogue) -> None:
     for seed in range(1, 5):
         memory.add(seed, fingerprint.reference(render_song(seed, seconds=20.0), SR))
     clip = render_song(2, seconds=20.0, sample_rate=SR)[3 * SR : 8 * SR]
-    query = fingerprint.query(clip, SR)
-    a = Recognizer(pg).identify_print(query).match
-    b = Recognizer(memory).identify_print(query).match
+    heard = listen(clip, SR)
+    a = Recognizer(pg).identify_listening(heard).match
+    b = Recognizer(memory).identify_listening(heard).match
     assert (a.score, a.peaks_found, a.reference_offset_s) == (
         b.score,
         b.peaks_found,

@@ -81,7 +81,10 @@ def _print_answer(clip: Path, answer: Recognition) -> None:
     )
     table.add_row("tempo ratio", f"{m.tempo_ratio:.3f}")
     table.add_row("pitch shift", f"{m.pitch_shift:+.2f} semitones")
-    table.add_row("evidence", f"{m.score} hashes, {m.peaks_found}/{m.peaks_checked} peaks")
+    table.add_row(
+        "evidence",
+        f"{m.score} hashes, {m.peaks_found}/{m.peaks_checked} peaks found, {m.peaks_absent} absent",
+    )
     table.add_row("song / asset", f"{m.song_id} / {m.asset_id}")
     table.add_row("time", f"{1000 * answer.seconds:.0f} ms")
     out.print(table)

@@ -1,10 +1,11 @@
 """Recognition: which catalogue song a clip comes from, where, and how sure we are.
 
-`Recognizer` fingerprints a query (`polymuse.tools.fingerprint`), looks its probes up in a
-`HashIndex` (in memory or the PostgreSQL postings), votes for an offset-consistent line per
-asset (`matching`), verifies the best lines against stored peaks, and turns the evidence into a
-calibrated confidence (`calibration`). Names are imported on first use, so importing
-`polymuse.recognition.models` (as `polymuse.report` does) stays light and cycle-free.
+`Recognizer` fingerprints a query and maps where it is quiet (`listening`), looks its probes up
+in a `HashIndex` (in memory or the PostgreSQL postings), votes for an offset-consistent line per
+asset (`matching`), verifies the best lines against stored peaks (found, hidden or absent), and
+turns the evidence into a calibrated confidence (`calibration`). Names are imported on first
+use, so importing `polymuse.recognition.models` (as `polymuse.report` does) stays light and
+cycle-free.
 """
 
 from __future__ import annotations

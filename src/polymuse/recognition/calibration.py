@@ -2,7 +2,8 @@
 
 Features of a query's best candidate (see `Evidence`): log(1 + reference peaks its
 verification found), log(1 + the same for the best other song), the fraction found,
-log(1 + its hash score), and the share of the query's own dominant peaks it explains.
+log(1 + its hash score), the share of the query's own dominant peaks it explains, and the share
+of the checked reference peaks the query is quiet at (absent notes, not masked ones).
 The model is fitted by `polymuse eval recognition` on known queries (label: the top match is
 right) and out-of-catalogue queries (label: 0), and stored as JSON in the package
 (`polymuse/data/recognition_calibration.json`) with the acceptance threshold chosen on the
@@ -21,7 +22,14 @@ import numpy as np
 from polymuse.errors import ParameterError
 
 CALIBRATION_FILE = "recognition_calibration.json"
-FEATURES = ("log1p_found", "log1p_second_found", "fraction", "log1p_score", "precision")
+FEATURES = (
+    "log1p_found",
+    "log1p_second_found",
+    "fraction",
+    "log1p_score",
+    "precision",
+    "absence",
+)
 
 
 @dataclass(frozen=True)
@@ -38,13 +46,15 @@ class Evidence:
     """Distinct reference hashes on the matched line."""
     precision: float = 0.0
     """Share of the query's own dominant peaks the reference explains."""
+    absence: float = 0.0
+    """Share of the checked reference peaks where the query is quiet (`matching.QUIET_DB`)."""
 
 
 @dataclass(frozen=True)
 class Calibration:
     """Logistic weights (bias first, then one per feature) and the acceptance threshold."""
 
-    weights: tuple[float, ...] = (-10.0, 2.0, -2.0, 5.0, 1.0, 3.0)
+    weights: tuple[float, ...] = (-10.0, 2.0, -2.0, 5.0, 1.0, 3.0, -15.0)
     threshold: float = 0.5
     fingerprint_version: str = ""
     fitted_on: dict[str, float | int | str] = field(default_factory=dict)
@@ -91,6 +101,7 @@ def features(evidence: list[Evidence]) -> np.ndarray:
             e.fraction,
             np.log1p(e.score),
             e.precision,
+            e.absence,
         )
         for e in evidence
     ]

@@ -17,7 +17,7 @@ import numpy as np
 from polymuse.recognition.index import Hits
 from polymuse.tools import fingerprint
 from polymuse.tools.fingerprint import FRAME_S, QUERY, QueryPrint
-from polymuse.tools.fingerprint.peaks import HOP, N_FFT
+from polymuse.tools.fingerprint.peaks import ANALYSIS_RATE, F_MIN, HOP, N_FFT
 
 OFFSET_BIN = 2.0
 """Frames (32 ms) per offset bin of the vote."""
@@ -165,6 +165,9 @@ VERIFY_SEMITONES = 0.2
 """... and this close in pitch, after the candidate's pitch shift."""
 EDGE_FRAMES = 12
 """Reference peaks this close to the query's ends are not checked: the query lacks context."""
+QUIET_DB = 20.0
+"""A reference peak is absent from the query when the query lies this far below its local
+maximum there (quiet, not masked by noise or reverberation; see `listening`)."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,8 @@ class Verification:
     """The query's strong peaks (reference-style) inside the reference's span ..."""
     explained: int = 0
     """... that a reference peak explains: a look-alike lacks the query's own notes."""
+    absent: int = 0
+    """Checked reference peaks where the query is quiet: notes the query does not play."""
 
     @property
     def fraction(self) -> float:
@@ -188,12 +193,18 @@ class Verification:
     def precision(self) -> float:
         return self.explained / self.strong if self.strong else 0.0
 
+    @property
+    def absence(self) -> float:
+        return self.absent / self.checked if self.checked else 0.0
+
 
 def verify(
     candidate: Candidate,
     reference_peaks: np.ndarray,
     query: QueryPrint,
+    depth: np.ndarray,
     *,
+    span_s: tuple[float, float] | None = None,
     tolerance: float = QUERY.scale_tolerance,
 ) -> Verification:
     """Align the reference's stored peaks with the query's along the candidate's line.
@@ -202,13 +213,19 @@ def verify(
     (within `VERIFY_FRAMES` and `VERIFY_SEMITONES`), for each pitch shift on a 1/16-semitone
     grid within the tolerance; the best shift counts. Random look-alikes share hashes but not
     the rest of the constellation, so this separates them from true matches far better than
-    the hash count alone (after Sonnleitner & Widmer's verification step).
+    the hash count alone (after Sonnleitner & Widmer's verification step). Reference peaks
+    that fall where the query's `depth` map (`listening.Listening.depth`) reads more than
+    `QUIET_DB` are counted as absent. `span_s` limits the check to a stretch of the query
+    (a timeline window), in seconds.
     """
     t_ref, p_ref = fingerprint.unpack_peaks(reference_peaks)
     ratio, offset = candidate.ratio, candidate.offset_s / FRAME_S
     expected = (t_ref - offset) / ratio
     last = query.duration_s / FRAME_S - N_FFT / HOP
-    inside = np.flatnonzero((expected >= EDGE_FRAMES) & (expected <= last - EDGE_FRAMES))
+    first = 0.0
+    if span_s is not None:
+        first, last = max(first, span_s[0] / FRAME_S), min(last, span_s[1] / FRAME_S)
+    inside = np.flatnonzero((expected >= first + EDGE_FRAMES) & (expected <= last - EDGE_FRAMES))
     if not len(inside):
         return Verification(0, 0, 0.0)
     te = expected[inside]
@@ -234,7 +251,7 @@ def verify(
             best_shift = float(np.median(near)) if len(near) else best_shift
     # The other way: the query's strong peaks, mapped into the reference.
     strong = np.flatnonzero(
-        query.strong & (query.peak_t >= EDGE_FRAMES) & (query.peak_t <= last - EDGE_FRAMES)
+        query.strong & (query.peak_t >= first + EDGE_FRAMES) & (query.peak_t <= last - EDGE_FRAMES)
     )
     mapped = query.peak_t[strong] * ratio + offset
     order = np.argsort(t_ref, kind="stable")
@@ -246,4 +263,11 @@ def verify(
     other += np.repeat(lo, counts)
     diff = query.peak_p[strong][own] - p_sorted[other] - best_shift
     explained = len(np.unique(own[np.abs(diff) <= close]))
-    return Verification(len(inside), best, best_shift / steps, len(strong), explained)
+    # Where each checked reference peak lies in the query's spectrogram (first bin: F_MIN).
+    bin_hz = ANALYSIS_RATE / N_FFT
+    hz = F_MIN * 2 ** ((p_ref[inside] + best_shift) / (12 * steps))
+    bins = np.rint(hz / bin_hz).astype(np.int64) - int(np.floor(F_MIN / bin_hz))
+    cells_t = np.clip(np.rint(te).astype(np.int64), 0, depth.shape[0] - 1)
+    cells_f = np.clip(bins, 0, depth.shape[1] - 1)
+    absent = int(np.count_nonzero(depth[cells_t, cells_f] > QUIET_DB))
+    return Verification(len(inside), best, best_shift / steps, len(strong), explained, absent)

@@ -35,6 +35,9 @@ class SongMatch(Model):
     peaks_checked: int = Field(0, description="Reference peaks under the matched span")
     peaks_found: int = Field(0, description="... that the query shows too")
     precision: float = Field(0.0, description="Share of the query's strong peaks it explains")
+    peaks_absent: int = Field(
+        0, description="Reference peaks under the span where the query is quiet (other notes)"
+    )
     lane: Literal["exact", "semantic"] = "exact"
 
 

@@ -15,10 +15,11 @@ from polymuse.errors import ParameterError
 from polymuse.recognition import matching
 from polymuse.recognition.calibration import Calibration, Evidence, default_calibration
 from polymuse.recognition.index import HashIndex, Hits, SongRef, join
+from polymuse.recognition.listening import Listening, listen
 from polymuse.recognition.models import Recognition, SongMatch, Timeline, TimelineSegment
 from polymuse.report import ModelInfo
 from polymuse.tools import fingerprint
-from polymuse.tools.fingerprint import FRAME_S, QueryPrint
+from polymuse.tools.fingerprint import FRAME_S
 
 MIN_SCORE = 2
 """Candidates with fewer hashes on their line are not worth verifying."""
@@ -49,16 +50,16 @@ class Recognizer:
     def identify(self, audio: np.ndarray, sample_rate: int) -> Recognition:
         """The catalogue song `audio` (any rate, mono or (channels, samples)) comes from."""
         started = time.perf_counter()
-        query = fingerprint.query(audio, sample_rate)
-        return self.identify_print(query, started=started)
+        return self.identify_listening(listen(audio, sample_rate), started=started)
 
-    def identify_print(self, query: QueryPrint, *, started: float | None = None) -> Recognition:
-        """As `identify`, for a query already fingerprinted."""
+    def identify_listening(self, heard: Listening, *, started: float | None = None) -> Recognition:
+        """As `identify`, for a query already fingerprinted (`listening.listen`)."""
         started = time.perf_counter() if started is None else started
+        query = heard.query
         postings = self.catalogue.postings(query.hashes)
         hits = join(query.hashes, postings)
         candidates = matching.vote(query, hits, top=self.alternatives + 3)
-        result = self._answer(query, candidates, duration_s=query.duration_s)
+        result = self._answer(heard, candidates)
         return result.model_copy(
             update={"postings": len(postings), "seconds": round(time.perf_counter() - started, 4)}
         )
@@ -82,7 +83,8 @@ class Recognizer:
                 f"need window_s > 0 and 0 < hop_s <= window_s, got {window_s}, {hop_s}"
             )
         started = time.perf_counter()
-        query = fingerprint.query(audio, sample_rate)
+        heard = listen(audio, sample_rate)
+        query = heard.query
         postings = self.catalogue.postings(query.hashes)
         hits = join(query.hashes, postings)
         times = query.times[hits.probe] * FRAME_S
@@ -91,10 +93,10 @@ class Recognizer:
         accepted: list[tuple[float, float, SongMatch]] = []
         for start in starts:
             end = min(start + window_s, duration)
-            answer = self._vote_span(query, hits, times, start, end)
+            answer = self._vote_span(heard, hits, times, start, end)
             if answer.status == "match" and answer.match is not None:
                 accepted.append((start, end, answer.match))
-        segments = [self._segment(query, hits, times, run) for run in _runs(accepted, hop_s=hop_s)]
+        segments = [self._segment(heard, hits, times, run) for run in _runs(accepted, hop_s=hop_s)]
         return Timeline(
             duration_s=round(duration, 3),
             window_s=window_s,
@@ -106,21 +108,21 @@ class Recognizer:
     # -- helpers ---------------------------------------------------------------------------
 
     def _vote_span(
-        self, query: QueryPrint, hits: Hits, times: np.ndarray, start: float, end: float
+        self, heard: Listening, hits: Hits, times: np.ndarray, start: float, end: float
     ) -> Recognition:
         mask = (times >= start) & (times < end)
-        candidates = matching.vote(query, hits, mask=mask, top=self.alternatives + 3)
-        return self._answer(query, candidates, duration_s=end - start)
+        candidates = matching.vote(heard.query, hits, mask=mask, top=self.alternatives + 3)
+        return self._answer(heard, candidates, span_s=(start, end))
 
     def _segment(
         self,
-        query: QueryPrint,
+        heard: Listening,
         hits: Hits,
         times: np.ndarray,
         run: list[tuple[float, float, SongMatch]],
     ) -> TimelineSegment | None:
         start, end = run[0][0], run[-1][1]
-        answer = self._vote_span(query, hits, times, start, end)
+        answer = self._vote_span(heard, hits, times, start, end)
         match = answer.match
         if match is None or match.song_id != run[0][2].song_id:
             match = max((m for _, _, m in run), key=lambda m: m.confidence)
@@ -129,8 +131,13 @@ class Recognizer:
         )
 
     def _answer(
-        self, query: QueryPrint, candidates: list[matching.Candidate], *, duration_s: float
+        self,
+        heard: Listening,
+        candidates: list[matching.Candidate],
+        *,
+        span_s: tuple[float, float] | None = None,
     ) -> Recognition:
+        query = heard.query
         base = {
             "query_duration_s": round(query.duration_s, 3),
             "triplets": query.triplets,
@@ -144,7 +151,7 @@ class Recognizer:
         songs = self.catalogue.describe(ids) if ids else {}
         peaks = self.catalogue.peaks(ids) if ids else {}
         checked = [
-            (c, matching.verify(c, peaks[c.asset_id], query))
+            (c, matching.verify(c, peaks[c.asset_id], query, heard.depth, span_s=span_s))
             for c in candidates
             if c.asset_id in songs and c.asset_id in peaks
         ]
@@ -166,6 +173,7 @@ class Recognizer:
                 fraction=v.fraction,
                 score=c.score,
                 precision=v.precision,
+                absence=v.absence,
             )
             confidence = self.calibration.confidence(evidence)
             matches.append(_song_match(c, v, songs[c.asset_id], confidence))
@@ -200,6 +208,7 @@ def _song_match(
         peaks_checked=v.checked,
         peaks_found=v.found,
         precision=round(v.precision, 3),
+        peaks_absent=v.absent,
     )
 
 
