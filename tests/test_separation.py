@@ -23,6 +23,7 @@ from polymuse.tools.separation import STEMS, Separator, build_separator, stems
 from polymuse.tools.separation.base import ChunkedSeparator
 from polymuse.tools.separation.chunking import overlap_add
 from polymuse.tools.separation.dsp import DspSeparator, running_median
+from polymuse.tools.separation.repetition import repeating_model
 
 SR = 44100
 
@@ -181,7 +182,9 @@ def test_dsp_puts_clicks_in_drums_and_sustained_tones_in_harmonic_stems(dsp_part
     assert energy(out["drums"] - clicks) < 0.5 * energy(out["drums"])
 
 
-def test_dsp_puts_the_high_lead_line_in_vocals_and_the_chord_elsewhere():
+@pytest.fixture(scope="module")
+def lead_over_chord() -> dict[str, np.ndarray]:
+    """A C5-D5-E5-D5-C5-B4 line, one second a note, over a sustained G major chord."""
     n = 6 * SR
     t = np.arange(n) / SR
     line = np.repeat([523.25, 587.33, 659.25, 587.33, 523.25, 493.88], SR)
@@ -190,10 +193,14 @@ def test_dsp_puts_the_high_lead_line_in_vocals_and_the_chord_elsewhere():
     chord = sum(
         0.12 / h * np.sin(2 * np.pi * h * f * t) for f in (196.0, 246.94, 293.66) for h in (1, 2, 3)
     )
-    parts = {
+    return {
         name: np.stack([y, 0.8 * y]).astype(np.float32)
         for name, y in (("lead", lead), ("chord", chord))
     }
+
+
+def test_dsp_puts_the_high_lead_line_in_vocals_and_the_chord_elsewhere(lead_over_chord):
+    parts = lead_over_chord
     out = DspSeparator().separate(parts["lead"] + parts["chord"])
 
     def share(part: np.ndarray, stem: np.ndarray) -> float:
@@ -202,6 +209,40 @@ def test_dsp_puts_the_high_lead_line_in_vocals_and_the_chord_elsewhere():
     assert share(parts["lead"], out["vocals"]) > 0.8
     # Only the chord's partials the line sings too (D5 = 2 x D4 = 3 x G3, B4 = 2 x B3) follow it.
     assert share(parts["chord"], out["vocals"]) < 0.2
+
+
+def test_dsp_repetition_model_takes_the_repeating_chord_out_of_the_vocals(lead_over_chord):
+    parts = lead_over_chord
+    mix = parts["lead"] + parts["chord"]
+    with_repet = DspSeparator().separate(mix)["vocals"]
+    without = DspSeparator(neighbours=0).separate(mix)["vocals"]
+
+    def share(part: np.ndarray, stem: np.ndarray) -> float:
+        return float(np.sum(part * stem) / energy(part))
+
+    # The chord's partials under the line repeat all along; the line's own notes do not.
+    assert share(parts["chord"], with_repet) < 0.9 * share(parts["chord"], without)
+    assert share(parts["lead"], with_repet) > 0.8
+
+
+def test_repeating_model_keeps_a_loop_and_votes_out_a_melody_over_it():
+    rng = np.random.default_rng(5)
+    period, frames, bins = 20, 200, 100
+    loop = np.tile(rng.random((bins, period)).astype(np.float32), (1, frames // period))
+    melody = np.zeros_like(loop)
+    # A rising line, five frames a note: no note comes back within the excerpt.
+    melody[20 + np.arange(frames) // 5, np.arange(frames)] = 5.0
+    rep = repeating_model(loop + melody, frame_rate=10.0, neighbours=5, min_gap_s=1.0)
+    np.testing.assert_allclose(rep, loop, rtol=1e-6)
+
+
+def test_repeating_model_without_admissible_neighbours_is_zero_and_checks_input():
+    mag = np.ones((4, 8), np.float32)
+    np.testing.assert_array_equal(repeating_model(mag, frame_rate=10.0), 0.0)
+    with pytest.raises(ParameterError):
+        repeating_model(mag, frame_rate=10.0, neighbours=0)
+    with pytest.raises(ParameterError):
+        repeating_model(mag, frame_rate=10.0, features=np.ones((4, 7)))
 
 
 def test_dsp_chunked_equals_unchunked_within_tolerance():

@@ -11,6 +11,7 @@ import pytest
 from polymuse.evaluation.separation import (
     evaluate_separation,
     load_stems,
+    looped_set,
     multitrack_set,
     sdr,
     si_sdr,
@@ -56,3 +57,24 @@ def test_multitrack_set_stems_sum_to_the_mix_and_evaluate(tmp_path):
     summary = result.summary()
     assert set(summary) == set(STEMS)
     assert summary["drums"]["baseline_sdr"] < 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="fluidsynth is not installed")
+def test_looped_set_repeats_the_accompaniment_under_the_same_soprano(tmp_path):
+    chorale = multitrack_set(1, tmp_path, max_seconds=12.0)[0]
+    piece = looped_set(1, tmp_path, max_seconds=12.0, bars=1)[0]
+    mix, stems = load_stems(piece)
+    np.testing.assert_allclose(sum(stems.values()), mix, atol=1e-5)
+    _, originals = load_stems(chorale)
+    # The soprano is the chorale's, up to the mixture's scale.
+    scale = np.sum(stems["vocals"] * originals["vocals"]) / np.sum(originals["vocals"] ** 2)
+    np.testing.assert_allclose(stems["vocals"], scale * originals["vocals"], atol=1e-5)
+    first, second = [d for d in piece.truth.downbeats if d >= piece.truth.start][:2]
+    bar = round(second * 44100) - round(first * 44100)
+    drums = stems["drums"]
+    np.testing.assert_allclose(drums[:, bar : 2 * bar], drums[:, :bar], atol=1e-6)
+    result = evaluate_separation(
+        separator="unittest", pieces=1, cache_dir=tmp_path, max_seconds=12.0, test_set="looped"
+    )
+    assert result.test_set == "looped" and set(result.summary()) == set(STEMS)

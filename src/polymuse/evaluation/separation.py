@@ -9,6 +9,11 @@ the exact timing. Every stem is brought to the same RMS level (a seeded +-3 dB j
 no stem is always the loudest) and the mixture is their sum, scaled as a whole to peak at
 -1 dBFS: the stems sum to the mix exactly.
 
+`--set looped` (`looped_set`): the same sopranos over the first two bars of their own bass,
+other and drum stems, tiled, so the accompaniment repeats as loops, riffs and repeated chords
+do in songs while the melody does not (chorales barely repeat): the material a repetition
+model (REPET-SIM) is for.
+
 Metrics, per stem, for the separator's estimate and for the mixture used as the estimate (the
 baseline every stem starts from):
 
@@ -44,7 +49,7 @@ from rich.table import Table
 
 from polymuse.commands.common import load_settings
 from polymuse.console import err, out
-from polymuse.errors import ParameterError
+from polymuse.errors import ParameterError, UserError
 from polymuse.settings import Settings
 from polymuse.tools.separation import STEMS, build_separator
 from polymuse.tools.synth import GroundTruth, find_soundfont, render_midi, write_midi
@@ -68,6 +73,9 @@ STEM_TRACKS: dict[str, tuple[int, ...]] = {
     "drums": (5,),
 }
 GOALS_DB = {"drums": 6.0, "bass": 3.0, "vocals": 3.0}
+TEST_SETS = ("chorales", "looped")
+LOOP_BARS = 2  # the looped set's accompaniment: this many bars, repeated
+LOOP_FADE_S = 0.01
 
 
 class Multitrack(BaseModel):
@@ -113,6 +121,7 @@ class PieceResult(BaseModel):
 class SeparationEvaluation(BaseModel):
     separator: str
     model: str
+    test_set: str = Field("chorales", description="one of TEST_SETS")
     pieces: list[PieceResult]
     seconds: float
 
@@ -308,6 +317,73 @@ def _render(recipe: dict, folder: Path) -> Multitrack | str:
     )
 
 
+def looped_set(
+    n: int,
+    out_dir: Path | str,
+    seed: int = 0,
+    *,
+    bars: int = LOOP_BARS,
+    max_seconds: float = 30.0,
+    soundfont: Path | str | None = None,
+) -> list[Multitrack]:
+    """The chorale set's soprano lines over a looped accompaniment: music that repeats.
+
+    Per chorale of `multitrack_set(n, out_dir, seed, ...)`, the rendered bass, other and drum
+    stems are cut to their first `bars` full bars (from the first downbeat, 10 ms fades at the
+    cuts) and tiled under the whole soprano, each brought back to its stem's level in the
+    chorale; the mixture is their sum, scaled to peak at -1 dBFS. The accompaniment then
+    repeats exactly, as a loop does, while the melody does not. The ground truth keeps only
+    the soprano part (the others no longer follow the score).
+
+    Raises:
+        ParameterError: `n` is out of range, too few chorales qualify, or `bars` < 1.
+        ModelUnavailableError: fluidsynth or a soundfont is missing.
+    """
+    if bars < 1:
+        raise ParameterError(f"bars={bars}: need at least one bar to loop")
+    out_dir = Path(out_dir)
+    looped = []
+    for piece in multitrack_set(n, out_dir, seed, max_seconds=max_seconds, soundfont=soundfont):
+        folder = out_dir / "looped" / f"{piece.piece_id}-{bars}bars-v{CACHE_VERSION}"
+        record = folder / "piece.json"
+        if not record.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            _loop(piece, bars, folder)
+            truth = piece.truth.model_copy(update={"parts": piece.truth.parts[:1]})
+            record.write_text(
+                piece.model_copy(
+                    update={"piece_id": folder.name, "folder": folder, "truth": truth}
+                ).model_dump_json(indent=1)
+            )
+        looped.append(Multitrack.model_validate_json(record.read_text()))
+    return looped
+
+
+def _loop(piece: Multitrack, bars: int, folder: Path) -> None:
+    """Write `piece`'s soprano over its first `bars` bars of accompaniment, looped."""
+    _, stems = load_stems(piece)
+    length = stems["vocals"].shape[1]
+    downbeats = [d for d in piece.truth.downbeats if d >= piece.truth.start]
+    if len(downbeats) < bars + 1:
+        raise ParameterError(f"{piece.piece_id} has {len(downbeats)} downbeats, not {bars + 1}")
+    first, last = (round(downbeats[i] * SAMPLE_RATE) for i in (0, bars))
+    fade = np.sin(0.5 * np.pi * np.linspace(0.0, 1.0, round(LOOP_FADE_S * SAMPLE_RATE))) ** 2
+    out = {"vocals": stems["vocals"].astype(np.float64)}
+    for stem in STEMS:
+        if stem == "vocals":
+            continue
+        segment = stems[stem][:, first:last].astype(np.float64)
+        segment[:, : len(fade)] *= fade
+        segment[:, segment.shape[1] - len(fade) :] *= fade[::-1]
+        tiled = np.tile(segment, (1, -(-length // segment.shape[1])))[:, :length]
+        out[stem] = tiled * _rms(stems[stem]) / max(_rms(tiled), 1e-12)
+    mixture = sum(out.values())
+    scale = MIX_PEAK / max(np.abs(mixture).max(), 1e-12)
+    for stem, y in out.items():
+        sf.write(folder / f"{stem}.wav", (y * scale).T.astype(np.float32), SAMPLE_RATE, "FLOAT")
+    sf.write(folder / "mixture.wav", (mixture * scale).T.astype(np.float32), SAMPLE_RATE, "FLOAT")
+
+
 def _select_tracks(path: Path, tracks: tuple[int, ...]) -> bytes:
     """The MIDI file at `path` reduced to its conductor track and `tracks`."""
     full = midi.MidiFile()
@@ -343,15 +419,27 @@ def evaluate_separation(
     settings: Settings | None = None,
     seed: int = 0,
     max_seconds: float = 30.0,
+    test_set: str = "chorales",
     progress: Callable[[str], None] | None = None,
 ) -> SeparationEvaluation:
-    """Render (or reuse) the multitrack set and score `separator` against the baseline."""
+    """Render (or reuse) a test set and score `separator` against the baseline.
+
+    Args:
+        test_set: "chorales" (`multitrack_set`) or "looped" (`looped_set`: the same
+            sopranos over a repeating accompaniment).
+
+    Raises:
+        ParameterError: `test_set` is unknown, or as `multitrack_set`.
+    """
+    if test_set not in TEST_SETS:
+        raise ParameterError(f"unknown test set {test_set!r}; choose one of {', '.join(TEST_SETS)}")
+    build_set = multitrack_set if test_set == "chorales" else looped_set
     started = time.perf_counter()
     notify = progress or (lambda message: None)
     sep = build_separator(separator, settings)
     results = []
     try:
-        for piece in multitrack_set(pieces, cache_dir, seed=seed, max_seconds=max_seconds):
+        for piece in build_set(pieces, cache_dir, seed=seed, max_seconds=max_seconds):
             notify(piece.piece_id)
             mixture, references = load_stems(piece)
             t0 = time.perf_counter()
@@ -380,6 +468,7 @@ def evaluate_separation(
     return SeparationEvaluation(
         separator=separator,
         model=sep.model.name,
+        test_set=test_set,
         pieces=results,
         seconds=round(time.perf_counter() - started, 1),
     )
@@ -392,12 +481,22 @@ def separation(
     pieces: Annotated[int, typer.Option("--pieces", "-n", help="Number of chorales.")] = 20,
     seconds: Annotated[float, typer.Option("--seconds", help="Music per chorale, s.")] = 30.0,
     seed: Annotated[int, typer.Option("--seed", help="Seeds pieces, tempi, sounds, levels.")] = 0,
+    test_set: Annotated[
+        str,
+        typer.Option(
+            "--set",
+            help="chorales: four-part chorales; looped: their sopranos over two bars of "
+            "their accompaniment, repeated.",
+        ),
+    ] = "chorales",
     json_out: Annotated[
         Path | None,
         typer.Option("--json-out", help="Full results [<output dir>/eval/separation.json]."),
     ] = None,
 ) -> None:
     """SDR and SI-SDR per stem on Bach chorales rendered as multitracks, against the mix."""
+    if test_set not in TEST_SETS:
+        raise UserError(f"--set {test_set!r} is unknown; choose one of {', '.join(TEST_SETS)}")
     settings = load_settings()
     cache = settings.cache_dir / "eval" / "separation"
     with err.status("rendering and separating") as status:
@@ -408,6 +507,7 @@ def separation(
             settings=settings,
             seed=seed,
             max_seconds=seconds,
+            test_set=test_set,
             progress=lambda piece: status.update(f"{separator}: {piece}"),
         )
     out.print(summary_table(evaluation))
@@ -415,7 +515,8 @@ def separation(
         "note: an all-zero estimate scores 0 dB SDR; SI-SDR shows whether a gain is real.",
         highlight=False,
     )
-    json_out = json_out or settings.output_dir / "eval" / "separation.json"
+    name = "separation.json" if test_set == "chorales" else f"separation-{test_set}.json"
+    json_out = json_out or settings.output_dir / "eval" / name
     json_out.parent.mkdir(parents=True, exist_ok=True)
     payload = evaluation.model_dump(mode="json") | {
         "summary": evaluation.summary(),
@@ -427,9 +528,10 @@ def separation(
 
 def summary_table(evaluation: SeparationEvaluation) -> Table:
     """Median SDR / SI-SDR per stem: estimate, mixture baseline, gain, goal."""
+    pieces = "chorales," if evaluation.test_set == "chorales" else "chorales over a loop,"
     table = Table(
         title=(
-            f"{evaluation.separator} ({evaluation.model}) on {len(evaluation.pieces)} chorales, "
+            f"{evaluation.separator} ({evaluation.model}) on {len(evaluation.pieces)} {pieces} "
             f"medians; {evaluation.realtime_factor()}x real time"
         ),
         title_justify="left",

@@ -6,7 +6,7 @@ imports the heavy modules (torch models, demucs) only then.
 
 | name | what | needs |
 | --- | --- | --- |
-| `dsp` | HPSS + predominant-melody harmonic masks + band split (the offline default) | nothing |
+| `dsp` | HPSS, REPET-SIM, predominant-melody masks, band split (offline default) | nothing |
 | `bs_roformer` | BS-RoFormer / Mel-RoFormer checkpoint + YAML (UVR / MSST format) | weights |
 | `demucs` | Demucs / HT-Demucs from a local model folder | demucs, weights |
 | `unittest` | deterministic fixed filters, for tests and CI | nothing |
@@ -65,7 +65,11 @@ class Separator(Protocol):
 
 # name -> (module, class, one-line description)
 SEPARATORS: dict[str, tuple[str, str, str]] = {
-    "dsp": ("polymuse.tools.separation.dsp", "DspSeparator", "HPSS + predominant-melody harmonic masks"),
+    "dsp": (
+        "polymuse.tools.separation.dsp",
+        "DspSeparator",
+        "HPSS + REPET-SIM + predominant-melody harmonic masks",
+    ),
     "bs_roformer": (
         "polymuse.tools.separation.roformer",
         "RoformerSeparator",
