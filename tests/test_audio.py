@@ -121,3 +121,11 @@ def test_unknown_codec_is_reported(tmp_path: Path) -> None:
         AudioLoadError, match="odd.wav: not a readable audio file.*unsupported codec"
     ):
         audio.probe(path)
+
+
+@pytest.mark.parametrize(
+    ("length", "expected"),
+    [(10, [(0, 4), (4, 8), (8, 10)]), (9, [(0, 4), (4, 9)]), (8, [(0, 4), (4, 8)]), (3, [(0, 3)])],
+)
+def test_spans_cover_the_length_without_a_short_rest(length, expected) -> None:
+    assert audio.spans(length, 4, minimum=2) == expected

@@ -67,3 +67,15 @@ def test_windowed_decoding_matches_one_pass(case) -> None:
     windowed = rhythm.decode_in_windows(activations, tracker, window_s=5.0, overlap_s=4.0)
     assert mir_eval.beat.f_measure(whole[:, 0], windowed[:, 0], f_measure_threshold=0.03) > 0.95
     assert np.all(np.diff(windowed[:, 0]) > 0)
+
+
+def test_chunked_activations_track_the_same_beats() -> None:
+    """Activations computed in chunks with context give the one-pass beats and bars."""
+    y = synth_song(bpm=104.0, tonic=62, seconds=60.0)
+    whole = rhythm.activations_in_chunks(y, chunk_s=100.0)
+    chunked = rhythm.activations_in_chunks(y, chunk_s=15.0, context_s=10.0)
+    assert chunked.shape == whole.shape and np.abs(chunked - whole).max() < 0.15
+    tracker = rhythm._tracker((3, 4), 55.0, 215.0)
+    one, parts = tracker(whole), tracker(chunked)
+    assert len(one) == len(parts) and np.abs(one[:, 0] - parts[:, 0]).max() <= 0.02
+    assert (one[:, 1] == parts[:, 1]).all()

@@ -148,6 +148,15 @@ def load(
     return np.ascontiguousarray(audio[:, 0] if mono else audio.T, dtype=np.float32)
 
 
+def spans(length: int, size: int, *, minimum: int) -> list[tuple[int, int]]:
+    """(start, end) of consecutive spans of `size` covering `length`; a rest shorter than
+    `minimum` joins the last span, so no span is shorter than `minimum` unless `length` is."""
+    bounds = [(start, min(start + size, length)) for start in range(0, max(length, 1), size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < minimum:
+        bounds[-2:] = [(bounds[-2][0], length)]
+    return bounds
+
+
 def _sf_blocks(source: AudioProbe, block_frames: int) -> Iterator[np.ndarray]:
     with sf.SoundFile(str(source.path)) as fh:
         while True:

@@ -15,14 +15,27 @@ import librosa
 import numpy as np
 from scipy.stats import binomtest
 
+from polymuse.tools.audio import spans
+
 FPS = 100
 PEAK_WINDOW_S = 0.03  # onsets are read as the envelope's maximum within +-30 ms of a grid point
+BLOCK_S = 60.0  # onset envelope computed in blocks of this many seconds
 SIGNIFICANCE = 0.001  # sign-test level for calling the beat's subdivision ternary
 
 
 def onset_envelope(y: np.ndarray, *, sr: int) -> np.ndarray:
-    """Spectral-flux onset strength of mono audio at `FPS` frames per second."""
-    return librosa.onset.onset_strength(y=y, sr=sr, hop_length=round(sr / FPS), n_fft=2048)
+    """Spectral-flux onset strength of mono audio at `FPS` frames per second.
+
+    Computed in blocks of `BLOCK_S` (a 60-minute spectrogram would take 3 GB); frame k of a
+    block is centred on its sample k * hop, so the blocks join on the global frame grid.
+    """
+    hop, n_fft = round(sr / FPS), 2048
+    size = round(BLOCK_S * FPS) * hop
+    parts = []
+    for start, end in spans(len(y), size, minimum=n_fft):
+        envelope = librosa.onset.onset_strength(y=y[start:end], sr=sr, hop_length=hop, n_fft=n_fft)
+        parts.append(envelope if end == len(y) else envelope[: size // hop])
+    return np.concatenate(parts)
 
 
 def strengths_at(envelope: np.ndarray, times: np.ndarray) -> np.ndarray:

@@ -22,6 +22,8 @@ SAMPLE_RATE = 44100
 FPS = 100
 WINDOW_S = 60.0
 OVERLAP_S = 10.0
+CHUNK_S = 120.0
+CONTEXT_S = 15.0
 
 
 @lru_cache(maxsize=1)
@@ -72,11 +74,9 @@ def track_rhythm(
         raise ParameterError(f"beats_per_bar must list meters of 2 or more, got {beats_per_bar}")
     if not 0 < min_bpm < max_bpm:
         raise ParameterError(f"need 0 < min_bpm < max_bpm, got {min_bpm} and {max_bpm}")
-    madmom = import_madmom()
     # float32 always: madmom's STFT caches a window scaled for the first signal's dtype
     samples = np.asarray(y, dtype=np.float32)
-    signal = madmom.audio.signal.Signal(samples, sample_rate=sr, num_channels=1)
-    activations = _activation_processor()(signal)
+    activations = activations_in_chunks(samples)
     tracker = _tracker(meters, float(min_bpm), float(max_bpm))
     decoded = decode_in_windows(activations, tracker)
     if len(decoded) < 2:
@@ -98,6 +98,34 @@ def track_rhythm(
         beat_positions=positions.tolist(),
         downbeats=[round(float(t), 3) for t in beats[positions == 1]],
     )
+
+
+def activations_in_chunks(
+    samples: np.ndarray, *, chunk_s: float = CHUNK_S, context_s: float = CONTEXT_S
+) -> np.ndarray:
+    """Beat and downbeat activations (frames x 2 at `FPS`) of float32 mono audio at 44.1 kHz.
+
+    In one pass the three spectrograms and the BLSTM states cost about 0.25 GB per minute of
+    audio, so long files run in chunks of `chunk_s` with `context_s` of audio on each side;
+    the context gives the BLSTMs their lead-in and is dropped. Chunks start on frame hops, so
+    frames line up with a one-pass run; values differ by a few hundredths where the BLSTMs'
+    memory reaches past the context, which leaves the decoded beats unchanged.
+    """
+    madmom = import_madmom()
+    process = _activation_processor()
+    hop = SAMPLE_RATE // FPS
+    frames = -(-len(samples) // hop)
+    chunk, context = round(chunk_s * FPS), round(context_s * FPS)
+    if frames <= chunk + 2 * context:
+        return process(madmom.audio.signal.Signal(samples, sample_rate=SAMPLE_RATE))
+    parts = []
+    for start in range(0, frames, chunk):
+        low, high = max(0, start - context), min(frames, start + chunk + context)
+        signal = madmom.audio.signal.Signal(
+            samples[low * hop : high * hop], sample_rate=SAMPLE_RATE
+        )
+        parts.append(process(signal)[start - low : start - low + min(chunk, frames - start)])
+    return np.vstack(parts)
 
 
 def decode_in_windows(

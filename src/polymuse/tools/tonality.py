@@ -14,6 +14,7 @@ import numpy as np
 from polymuse.errors import ParameterError
 from polymuse.model_cards import MODEL_CARDS
 from polymuse.report import KeyEstimate, TimedLabel
+from polymuse.tools.audio import spans
 from polymuse.tools.madmom_compat import import_madmom
 
 KEY_MODEL = MODEL_CARDS["madmom-key"]
@@ -68,11 +69,18 @@ PROFILE_WEIGHT = 10.0
 
 
 def profile_correlations(y: np.ndarray, *, sr: int, labels: list[str]) -> np.ndarray:
-    """Pearson correlation of the piece's mean CQT chroma with each key's rotated profile."""
+    """Pearson correlation of the piece's mean CQT chroma with each key's rotated profile.
+
+    The chroma is summed over one-minute blocks, which bounds the CQT's memory on long files.
+    """
     import librosa
 
     y22 = librosa.resample(y, orig_sr=sr, target_sr=22050, res_type="soxr_hq")
-    chroma = librosa.feature.chroma_cqt(y=y22, sr=22050, hop_length=2048).mean(axis=1)
+    total, frames = np.zeros(12), 0
+    for start, end in spans(len(y22), 2048 * round(60 * 22050 / 2048), minimum=22050):
+        chroma = librosa.feature.chroma_cqt(y=y22[start:end], sr=22050, hop_length=2048)
+        total, frames = total + chroma.sum(axis=1), frames + chroma.shape[1]
+    chroma = total / max(frames, 1)
     out = np.zeros(len(labels))
     for i, label in enumerate(labels):
         tonic, mode = label.split(" ")
