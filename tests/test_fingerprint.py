@@ -11,7 +11,7 @@ import soxr
 from polymuse.errors import ParameterError
 from polymuse.ingest.testdata import render_song
 from polymuse.tools import fingerprint
-from polymuse.tools.fingerprint import hashes
+from polymuse.tools.fingerprint import hashes, peaks
 
 SR = 22050
 
@@ -60,6 +60,18 @@ def test_query_probes_cover_the_reference_hashes_of_the_excerpt(song: np.ndarray
     inside = (ref.offsets >= first) & (ref.offsets <= last)
     assert inside.sum() > 20
     assert np.isin(ref.hashes[inside], query.hashes).mean() >= 0.9
+
+
+def test_query_from_a_spectrogram_is_the_same_query(song: np.ndarray) -> None:
+    clip = song[2 * SR : 7 * SR]
+    y = peaks.prepare(clip, SR)
+    direct = fingerprint.query(clip, SR)
+    from_spec = fingerprint.query_spectrogram(
+        peaks.log_spectrogram(y), len(y) / fingerprint.ANALYSIS_RATE
+    )
+    assert np.array_equal(direct.hashes, from_spec.hashes)
+    assert np.array_equal(direct.peak_t, from_spec.peak_t)
+    assert direct.duration_s == from_spec.duration_s
 
 
 def test_reference_density_is_sparse(song: np.ndarray) -> None:

@@ -167,6 +167,19 @@ def test_missing_notes_are_absent(index: MemoryIndex, songs: dict[int, np.ndarra
     assert _verified(index, 6, clip).absence < verdict.absence
 
 
+@pytest.mark.parametrize("semitones", [-1, 1])
+def test_shifted_query_is_verified_like_a_clean_one(
+    index: MemoryIndex, songs: dict[int, np.ndarray], semitones: int
+) -> None:
+    """A shift moves some reference peaks past the analysed band: neither misses nor absences."""
+    speed = 2 ** (semitones / 12)
+    source = songs[2][8 * SR : int((8 + 5 * speed) * SR)]
+    shifted = _verified(index, 2, soxr.resample(source, SR, SR / speed))
+    assert abs(shifted.pitch_shift - semitones) < 0.1
+    assert shifted.absence == 0.0
+    assert shifted.fraction >= 0.83
+
+
 def test_calibration_round_trip_and_fit() -> None:
     rng = np.random.default_rng(0)
     right = [Evidence(int(f), 2, f / 60, 30, 0.8, 0.0) for f in rng.integers(20, 60, 50)]

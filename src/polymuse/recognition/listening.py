@@ -36,4 +36,4 @@ def listen(audio: np.ndarray, sample_rate: int) -> Listening:
     size = (2 * QUERY.time_radius + 1, 2 * QUERY.freq_radius + 1)
     below = ndimage.maximum_filter(spec, size=size, mode="nearest") - spec
     depth = ndimage.minimum_filter(below, size=3, mode="nearest")
-    return Listening(fingerprint.query(y, fingerprint.ANALYSIS_RATE), depth)
+    return Listening(fingerprint.query_spectrogram(spec, len(y) / fingerprint.ANALYSIS_RATE), depth)

@@ -17,7 +17,7 @@ import numpy as np
 from polymuse.recognition.index import Hits
 from polymuse.tools import fingerprint
 from polymuse.tools.fingerprint import FRAME_S, QUERY, QueryPrint
-from polymuse.tools.fingerprint.peaks import ANALYSIS_RATE, F_MIN, HOP, N_FFT
+from polymuse.tools.fingerprint.peaks import ANALYSIS_RATE, F_MAX, F_MIN, HOP, N_FFT
 
 OFFSET_BIN = 2.0
 """Frames (32 ms) per offset bin of the vote."""
@@ -215,8 +215,9 @@ def verify(
     the rest of the constellation, so this separates them from true matches far better than
     the hash count alone (after Sonnleitner & Widmer's verification step). Reference peaks
     that fall where the query's `depth` map (`listening.Listening.depth`) reads more than
-    `QUIET_DB` are counted as absent. `span_s` limits the check to a stretch of the query
-    (a timeline window), in seconds.
+    `QUIET_DB` are counted as absent. Peaks the best shift moves out of the analysed band
+    (`_band_pitch`), on either side, are left out of every count. `span_s` limits the check to
+    a stretch of the query (a timeline window), in seconds.
     """
     t_ref, p_ref = fingerprint.unpack_peaks(reference_peaks)
     ratio, offset = candidate.ratio, candidate.offset_s / FRAME_S
@@ -249,9 +250,20 @@ def verify(
         for width in (close, close / 2):
             near = shift[np.abs(shift - best_shift) <= width]
             best_shift = float(np.median(near)) if len(near) else best_shift
+    # A shifted query cannot show the reference peaks the shift moved out of the analysed band,
+    # nor its own peaks the shift moved in: neither counts, so a shift does not read as misses.
+    low, high = _band_pitch()
+    audible = (p_ref[inside] + best_shift >= low) & (p_ref[inside] + best_shift <= high)
+    on_line = np.abs(shift - best_shift) <= close
+    best = len(np.unique(ref[on_line & audible[ref]]))
+    inside, te = inside[audible], te[audible]
     # The other way: the query's strong peaks, mapped into the reference.
+    in_band = (query.peak_p - best_shift >= low) & (query.peak_p - best_shift <= high)
     strong = np.flatnonzero(
-        query.strong & (query.peak_t >= first + EDGE_FRAMES) & (query.peak_t <= last - EDGE_FRAMES)
+        query.strong
+        & in_band
+        & (query.peak_t >= first + EDGE_FRAMES)
+        & (query.peak_t <= last - EDGE_FRAMES)
     )
     mapped = query.peak_t[strong] * ratio + offset
     order = np.argsort(t_ref, kind="stable")
@@ -271,3 +283,13 @@ def verify(
     cells_f = np.clip(bins, 0, depth.shape[1] - 1)
     absent = int(np.count_nonzero(depth[cells_t, cells_f] > QUIET_DB))
     return Verification(len(inside), best, best_shift / steps, len(strong), explained, absent)
+
+
+def _band_pitch() -> tuple[float, float]:
+    """Lowest and highest pitch (`PITCH_STEPS` per semitone) a peak can have: the centres of the
+    outermost interior bins of the spectrogram, widened by the half bin a parabola may move."""
+    bin_hz = ANALYSIS_RATE / N_FFT
+    lo = np.floor(F_MIN / bin_hz) + 0.5
+    hi = np.ceil(F_MAX / bin_hz) - 0.5
+    low, high = fingerprint.pitch_of(np.array([lo * bin_hz, hi * bin_hz]))
+    return float(low), float(high)

@@ -4,7 +4,8 @@ Pure numpy (scipy for the max filter, soxr for resampling); no database. Two rol
 
 - `reference(audio, sample_rate)`: sparse hashes with integer anchor frames, for the index.
 - `query(audio, sample_rate)`: dense hashes plus every tolerance cell around them, with the
-  fractional anchor frame of each, for look-ups.
+  fractional anchor frame of each, for look-ups (`query_spectrogram` when the caller already
+  has the clip's spectrogram).
 
 See `peaks` (the constellation) and `hashes` (the triplet hash and its invariances) for the
 parameters and why they are what they are. Times are frames of `FRAME_S` seconds.
@@ -47,6 +48,7 @@ __all__ = [
     "QueryPrint",
     "ReferencePrint",
     "query",
+    "query_spectrogram",
     "reference",
 ]
 
@@ -112,7 +114,13 @@ def reference(
 def query(audio: np.ndarray, sample_rate: int, *, params: HashParams = QUERY) -> QueryPrint:
     """Query probes of a clip (mono or (channels, samples), any rate)."""
     y = prepare(audio, sample_rate)
-    spec = log_spectrogram(y)
+    return query_spectrogram(log_spectrogram(y), len(y) / ANALYSIS_RATE, params=params)
+
+
+def query_spectrogram(
+    spec: np.ndarray, duration_s: float, *, params: HashParams = QUERY
+) -> QueryPrint:
+    """Query probes from a clip's `log_spectrogram` (of `prepare`d audio) and its duration."""
     peaks = find_peaks(spec, time_radius=params.time_radius, freq_radius=params.freq_radius)
     strong = dominant(
         spec, peaks, time_radius=REFERENCE.time_radius, freq_radius=REFERENCE.freq_radius
@@ -124,7 +132,7 @@ def query(audio: np.ndarray, sample_rate: int, *, params: HashParams = QUERY) ->
         times=peaks.t[trip.anchor][owner].astype(np.float32),
         owner=owner,
         triplets=len(trip),
-        duration_s=len(y) / ANALYSIS_RATE,
+        duration_s=duration_s,
         peak_t=peaks.t,
         peak_p=pitch_of(peaks.f).astype(np.float32),
         strong=strong,
