@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from polymuse.tools import rhythm, tonality
+from polymuse.tools.framewise import in_chunks
 from polymuse.tools.signals import synth_song
 
 SR = 44100
@@ -79,3 +80,11 @@ def test_chunked_activations_track_the_same_beats() -> None:
     one, parts = tracker(whole), tracker(chunked)
     assert len(one) == len(parts) and np.abs(one[:, 0] - parts[:, 0]).max() <= 0.02
     assert (one[:, 1] == parts[:, 1]).all()
+
+
+def test_chunked_chord_features_equal_one_pass() -> None:
+    y = synth_song(bpm=100.0, tonic=60, seconds=45.0)
+    features, _ = tonality._chord_processors()
+    whole = features(tonality._signal(y, SR))
+    chunked = in_chunks(features, y, fps=10, chunk_s=12.0, context_s=5.0)
+    assert chunked.shape == whole.shape and np.allclose(chunked, whole, atol=1e-5)

@@ -15,6 +15,7 @@ from polymuse.errors import ParameterError
 from polymuse.model_cards import MODEL_CARDS
 from polymuse.report import Rhythm
 from polymuse.tools import meter
+from polymuse.tools.framewise import in_chunks
 from polymuse.tools.madmom_compat import import_madmom
 
 MODEL = MODEL_CARDS["madmom-downbeats"]
@@ -106,26 +107,12 @@ def activations_in_chunks(
     """Beat and downbeat activations (frames x 2 at `FPS`) of float32 mono audio at 44.1 kHz.
 
     In one pass the three spectrograms and the BLSTM states cost about 0.25 GB per minute of
-    audio, so long files run in chunks of `chunk_s` with `context_s` of audio on each side;
-    the context gives the BLSTMs their lead-in and is dropped. Chunks start on frame hops, so
-    frames line up with a one-pass run; values differ by a few hundredths where the BLSTMs'
-    memory reaches past the context, which leaves the decoded beats unchanged.
+    audio; chunks with context (`framewise.in_chunks`) bound it and leave the decoded beats
+    unchanged.
     """
-    madmom = import_madmom()
-    process = _activation_processor()
-    hop = SAMPLE_RATE // FPS
-    frames = -(-len(samples) // hop)
-    chunk, context = round(chunk_s * FPS), round(context_s * FPS)
-    if frames <= chunk + 2 * context:
-        return process(madmom.audio.signal.Signal(samples, sample_rate=SAMPLE_RATE))
-    parts = []
-    for start in range(0, frames, chunk):
-        low, high = max(0, start - context), min(frames, start + chunk + context)
-        signal = madmom.audio.signal.Signal(
-            samples[low * hop : high * hop], sample_rate=SAMPLE_RATE
-        )
-        parts.append(process(signal)[start - low : start - low + min(chunk, frames - start)])
-    return np.vstack(parts)
+    return in_chunks(
+        _activation_processor(), samples, fps=FPS, chunk_s=chunk_s, context_s=context_s
+    )
 
 
 def decode_in_windows(

@@ -15,6 +15,7 @@ from polymuse.errors import ParameterError
 from polymuse.model_cards import MODEL_CARDS
 from polymuse.report import KeyEstimate, TimedLabel
 from polymuse.tools.audio import spans
+from polymuse.tools.framewise import in_chunks
 from polymuse.tools.madmom_compat import import_madmom
 
 KEY_MODEL = MODEL_CARDS["madmom-key"]
@@ -128,9 +129,10 @@ def recognize_chords(y: np.ndarray, *, sr: int) -> list[TimedLabel]:
     Raises:
         ParameterError: `y` is not 1-d audio at 44.1 kHz.
     """
-    signal = _signal(y, sr)
+    samples = np.asarray(_signal(y, sr))
     features, crf = _chord_processors()
-    segments = crf(features(signal))
+    # the chord CNN sees a few frames around each one, so one-minute chunks are exact
+    segments = crf(in_chunks(features, samples, fps=10, chunk_s=60.0, context_s=5.0))
     return [
         TimedLabel(start=round(float(s), 3), end=round(float(e), 3), label=str(lab))
         for s, e, lab in segments
