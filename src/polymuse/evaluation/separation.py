@@ -301,11 +301,7 @@ def _render(recipe: dict, folder: Path) -> Multitrack | str:
         stems[stem] = (
             y * reference_rms / max(_rms(y), 1e-12) * 10 ** (recipe["gains_db"][stem] / 20)
         )
-    mixture = sum(stems.values())
-    scale = MIX_PEAK / max(np.abs(mixture).max(), 1e-12)
-    for stem, y in stems.items():
-        sf.write(folder / f"{stem}.wav", (y * scale).T.astype(np.float32), SAMPLE_RATE, "FLOAT")
-    sf.write(folder / "mixture.wav", (mixture * scale).T.astype(np.float32), SAMPLE_RATE, "FLOAT")
+    _write_mix(folder, stems)
     return Multitrack(
         piece_id=folder.name,
         source=recipe["source"],
@@ -377,11 +373,15 @@ def _loop(piece: Multitrack, bars: int, folder: Path) -> None:
         segment[:, segment.shape[1] - len(fade) :] *= fade[::-1]
         tiled = np.tile(segment, (1, -(-length // segment.shape[1])))[:, :length]
         out[stem] = tiled * _rms(stems[stem]) / max(_rms(tiled), 1e-12)
-    mixture = sum(out.values())
+    _write_mix(folder, out)
+
+
+def _write_mix(folder: Path, stems: dict[str, np.ndarray]) -> None:
+    """Write the (channels, n) stems and their sum, scaled together to a -1 dBFS mix peak."""
+    mixture = sum(stems.values())
     scale = MIX_PEAK / max(np.abs(mixture).max(), 1e-12)
-    for stem, y in out.items():
+    for stem, y in {**stems, "mixture": mixture}.items():
         sf.write(folder / f"{stem}.wav", (y * scale).T.astype(np.float32), SAMPLE_RATE, "FLOAT")
-    sf.write(folder / "mixture.wav", (mixture * scale).T.astype(np.float32), SAMPLE_RATE, "FLOAT")
 
 
 def _select_tracks(path: Path, tracks: tuple[int, ...]) -> bytes:

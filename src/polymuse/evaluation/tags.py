@@ -41,6 +41,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from polymuse.errors import ParameterError
+from polymuse.semantic_report import DescriptorScore
+from polymuse.tools.semantics.bank import Descriptor
 from polymuse.tools.semantics.instrument_head import InstrumentHead
 from polymuse.tools.semantics.scoring import (
     TEMPERATURE,
@@ -352,6 +354,17 @@ class _Observed:
     """The instrument head's per-window input (empty without a head for this tagger)."""
     head: dict[str, float] | None = None
 
+    def scores(
+        self, scorer: DescriptorScorer, descriptors: Sequence[Descriptor] | None = None
+    ) -> list[DescriptorScore]:
+        """The piece's descriptor scores under `scorer` (all descriptors by default)."""
+        return scorer.score(
+            tag_probabilities=self.probabilities,
+            features=self.features,
+            head_probabilities=self.head,
+            descriptors=descriptors,
+        )
+
 
 def observe(
     pieces: Sequence[LabelledPiece],
@@ -431,12 +444,7 @@ def fit_calibration(observed: Sequence[_Observed], scorer: DescriptorScorer) -> 
         by_kind: dict[str, tuple[list[float], list[int]]] = {}
         for obs in observed:
             truth = _present(obs.piece)
-            for s in trial.score(
-                tag_probabilities=obs.probabilities,
-                features=obs.features,
-                head_probabilities=obs.head,
-                descriptors=instruments,
-            ):
+            for s in obs.scores(trial, instruments):
                 for kind in FITTED_KINDS:
                     raw = _kind_score(s, kind)
                     if raw is not None:
@@ -486,12 +494,7 @@ def fit_calibration(observed: Sequence[_Observed], scorer: DescriptorScorer) -> 
                 )
             )
             for obs in observed
-            for s in trial.score(
-                tag_probabilities=obs.probabilities,
-                features=obs.features,
-                head_probabilities=obs.head,
-                descriptors=instruments,
-            )
+            for s in obs.scores(trial, instruments)
         )
     weight = min(HEAD_WEIGHTS, key=lambda w: losses[w])
     return replace(
@@ -540,11 +543,7 @@ def evaluate_tags(
     results, sq_errors = [], []
     items: dict[str, list[SearchItem]] = {"fit": [], "test": []}
     for obs in observed:
-        scores = scorer.score(
-            tag_probabilities=obs.probabilities,
-            features=obs.features,
-            head_probabilities=obs.head,
-        )
+        scores = obs.scores(scorer)
         ranked = rank_categories(scores, top=3).get("instruments", [])
         hits = FAMILIES[obs.piece.family].hits
         by_id = {s.id: s.confidence for s in scores}

@@ -24,15 +24,19 @@ CHORD_MODEL = MODEL_CARDS["madmom-chords"]
 SAMPLE_RATE = 44100
 
 
-def _signal(y: np.ndarray, sr: int) -> Any:
+def _samples(y: np.ndarray, sr: int) -> np.ndarray:
+    """Checked mono 44.1 kHz audio as float32 (madmom's STFT caches a window scaled for the
+    first signal's dtype, so every signal must have the same one)."""
     if sr != SAMPLE_RATE:
         raise ParameterError(f"madmom's tonal models need {SAMPLE_RATE} Hz audio, got {sr}")
     if np.ndim(y) != 1:
         raise ParameterError(f"madmom's tonal models need mono audio (1-d), got {np.shape(y)}")
+    return np.asarray(y, dtype=np.float32)
+
+
+def _signal(y: np.ndarray, sr: int) -> Any:
     madmom = import_madmom()
-    # float32 always: madmom's STFT caches a window scaled for the first signal's dtype
-    samples = np.asarray(y, dtype=np.float32)
-    return madmom.audio.signal.Signal(samples, sample_rate=sr, num_channels=1)
+    return madmom.audio.signal.Signal(_samples(y, sr), sample_rate=sr, num_channels=1)
 
 
 @lru_cache(maxsize=1)
@@ -129,7 +133,7 @@ def recognize_chords(y: np.ndarray, *, sr: int) -> list[TimedLabel]:
     Raises:
         ParameterError: `y` is not 1-d audio at 44.1 kHz.
     """
-    samples = np.asarray(_signal(y, sr))
+    samples = _samples(y, sr)
     features, crf = _chord_processors()
     # the chord CNN sees a few frames around each one, so one-minute chunks are exact
     segments = crf(in_chunks(features, samples, fps=10, chunk_s=60.0, context_s=5.0))
