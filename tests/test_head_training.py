@@ -26,8 +26,9 @@ def test_train_head_writes_a_loadable_head(tmp_path: Path) -> None:
     if len(fonts) < 2:
         pytest.skip("cross-validation needs two training soundfonts")
     path = tmp_path / "head.json"
-    head, report = train_head(per_class=1, cache_dir=tmp_path, seed=0, write=path)
+    # two pieces a class, so both cross-validation halves of every class have a score
+    head, report = train_head(per_class=2, cache_dir=tmp_path, seed=0, write=path)
     loaded = InstrumentHead.load(path)
-    assert loaded.classes == CLASSES and report.pieces == len(CLASSES) * len(fonts)
+    assert loaded.classes == CLASSES and report.pieces == 2 * len(CLASSES) * len(fonts)
     assert set(report.cross_validation[f"{report.c:g}"]) == {*fonts, "mean"}
     np.testing.assert_allclose(loaded.weights, head.weights, rtol=1e-5, atol=1e-6)
