@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import soxr
@@ -15,9 +17,11 @@ from polymuse.recognition import (
     Recognizer,
     SongRef,
     calibration,
+    constellation,
     matching,
 )
 from polymuse.recognition.calibration import Evidence
+from polymuse.recognition.constellation import PeakTable
 from polymuse.recognition.extractor import LandmarkExtractor
 from polymuse.recognition.index import join
 from polymuse.recognition.listening import listen
@@ -223,3 +227,33 @@ def test_extractor_emits_postings_and_peaks(songs: dict[int, np.ndarray]) -> Non
     assert len(fact.hashes) == len(fact.offsets) > 100
     ref = fingerprint.reference(songs[1], SR)
     np.testing.assert_array_equal(decode_peaks(fact.payload["peaks"]).shape, ref.peaks.shape)
+
+
+def test_constellation_finds_a_song_its_hashes_miss(songs: dict[int, np.ndarray]) -> None:
+    """Every stored peak votes: a song whose hashes are gone is still found at its offset."""
+    index = MemoryIndex()
+    for seed in CATALOGUE:
+        ref = fingerprint.reference(songs[seed], SR)
+        if seed == 4:
+            ref = replace(ref, hashes=ref.hashes[:0], offsets=ref.offsets[:0])
+        index.add(seed, ref, song=SongRef(seed, f"song {seed}"))
+    clip = songs[4][int(9.3 * SR) : int(12.3 * SR)]
+    found = constellation.search(
+        PeakTable.build(index.all_peaks(10**9)), listen(clip, SR).query, top=3
+    )
+    assert found[0].asset_id == 4 and abs(found[0].offset_s - 9.3) <= 0.05
+    assert found[0].votes > 3 * found[1].votes
+    answer = Recognizer(index).identify(clip, SR)
+    best = answer.match or answer.alternatives[0]
+    assert best.song_id == 4 and best.score == 0 and best.peaks_found > 10
+
+
+def test_constellation_is_skipped_for_a_large_catalogue(
+    index: MemoryIndex, songs: dict[int, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over `MAX_PEAKS` the peaks are not read, and the hashes alone answer."""
+    monkeypatch.setattr(constellation, "MAX_PEAKS", 1000)
+    recognizer = Recognizer(index)
+    assert recognizer.peak_table is None
+    answer = recognizer.identify(songs[2][5 * SR : 10 * SR], SR)
+    assert answer.status == "match" and answer.match.song_id == 2

@@ -126,3 +126,35 @@ def test_recognize_node(catalogue, settings, tmp_path) -> None:
     assert section.recognition.match.title == "Song 2"
     assert abs(section.recognition.match.reference_offset_s) <= 0.05
     assert section.excerpts == []
+
+
+def test_refingerprint_replaces_an_older_version(catalogue, settings) -> None:
+    """Files fingerprinted by an older version are re-read and match again; others are kept."""
+    from polymuse.commands.catalog import app
+    from polymuse.recognition.refresh import stale_assets
+
+    with catalogue.transaction() as conn:
+        conn.execute(
+            "UPDATE feature_fact SET model_version = 'old' WHERE model_name = 'polymuse-triplets' "
+            "AND object_id IN (SELECT object_id FROM audio_object "
+            "WHERE file_path LIKE '%Song 2.wav')"
+        )
+    assert [p.rsplit("/", 1)[-1] for _, p in stale_assets(catalogue)] == ["Band - Song 2.wav"]
+    clip = render_song(2, seconds=20.0, sample_rate=SR)[3 * SR : 8 * SR]
+    assert Recognizer(PostgresIndex(catalogue)).identify(clip, SR).status == "unknown"
+    stats = CliRunner().invoke(app, ["--dsn", settings.dsn, "stats", "--json"])
+    assert json.loads(stats.output)["stale_fingerprints"] == 1
+    result = CliRunner().invoke(app, ["--dsn", settings.dsn, "refingerprint", "--json"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.output)["replaced"]) == 1
+    assert stale_assets(catalogue) == []
+    assert Recognizer(PostgresIndex(catalogue)).identify(clip, SR).match.title == "Song 2"
+    with catalogue.connection() as conn:
+        facts = conn.execute(
+            "SELECT count(*) FROM feature_fact WHERE model_name = 'polymuse-triplets'"
+        ).fetchone()[0]
+        orphans = conn.execute(
+            "SELECT count(*) FROM fingerprint_posting p WHERE NOT EXISTS "
+            "(SELECT 1 FROM feature_fact f WHERE f.fact_id = p.fact_id)"
+        ).fetchone()[0]
+    assert (facts, orphans) == (4, 0)

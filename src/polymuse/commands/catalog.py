@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -221,8 +222,12 @@ def stats(
     ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
 ) -> None:
     """Counts, audio hours, features per model, vector tables and recent runs."""
-    with _store(ctx) as store, store.connection() as conn:
-        data = queries.stats(conn)
+    from polymuse.recognition.refresh import stale_assets
+
+    with _store(ctx) as store:
+        with store.connection() as conn:
+            data = queries.stats(conn)
+        data["stale_fingerprints"] = len(stale_assets(store))
     if as_json:
         out.print_json(json.dumps(data, default=str))
         return
@@ -271,6 +276,11 @@ def stats(
                 str(r["quarantined"]),
             )
         out.print(runs)
+    if data["stale_fingerprints"]:
+        err.print(
+            f"[yellow]{data['stale_fingerprints']} files have fingerprints of an older version "
+            "and cannot be recognised[/]: run `polymuse catalog refingerprint`"
+        )
 
 
 @app.command("export")
@@ -322,6 +332,26 @@ def quarantine(
     out.print(table)
 
 
+@app.command("refingerprint")
+def refingerprint(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
+) -> None:
+    """Re-fingerprint stored files whose fingerprints an older version made (they no longer
+    match); files that cannot be read are listed and kept."""
+    from polymuse.recognition.refresh import refingerprint as run
+
+    with _store(ctx) as store, _IngestProgress(disable=as_json) as progress:
+        summary = run(store, on_progress=progress.count("refingerprinting"))
+    if as_json:
+        out.print_json(json.dumps({"replaced": summary.replaced, "failed": summary.failed}))
+    else:
+        out.print(f"re-fingerprinted {len(summary.replaced)} files")
+        for path, reason in summary.failed:
+            err.print(f"[red]error:[/red] {path}: {reason}", highlight=False, soft_wrap=True)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
 # -- helpers ---------------------------------------------------------------------------------
 
 
@@ -364,6 +394,16 @@ class _IngestProgress:
 
     def __exit__(self, *exc: object) -> None:
         self.progress.__exit__(None, None, None)
+
+    def count(self, label: str) -> Callable[[int, int], None]:
+        """A (done, total) callback for work counted in files."""
+
+        def update(done: int, total: int) -> None:
+            if label not in self.tasks:
+                self.tasks[label] = self.progress.add_task(label, total=total, rate="")
+            self.progress.update(self.tasks[label], completed=done, total=total)
+
+        return update
 
     def update(self, event: Any) -> None:
         label = {"hash": "hashing", "ingest": "ingesting"}[event.stage]

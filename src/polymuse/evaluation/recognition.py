@@ -677,8 +677,8 @@ def _postgres_check(
 ) -> dict:
     """Ingest the catalogue into an embedded server of its own; time 5 s queries against it.
 
-    The server lives under `cache_dir/pg-home` (re-runs skip the files it already holds) and is
-    stopped at the end.
+    The server lives under `cache_dir/pg-home-v<fingerprint version>` (re-runs skip the files it
+    already holds; a new version starts a new catalogue) and is stopped at the end.
     """
     from polymuse.ingest.pipeline import IngestOptions, run_ingest
     from polymuse.recognition.extractor import LandmarkExtractor
@@ -686,7 +686,7 @@ def _postgres_check(
     from polymuse.settings import Settings
     from polymuse.store import open_store
 
-    settings = Settings(home=cache_dir / "pg-home", dsn=None)
+    settings = Settings(home=cache_dir / f"pg-home-v{fingerprint.VERSION}", dsn=None)
     with open_store(settings) as store:
         t0 = time.perf_counter()
         summary = run_ingest(

@@ -29,16 +29,16 @@ class LandmarkExtractor:
 
     def extract_batch(self, items: Sequence[IngestItem]) -> list[list[Fact]]:
         rate = fingerprint.ANALYSIS_RATE
-        results = []
-        for item in items:
-            ref = fingerprint.reference(item.audio_at(rate), rate)
-            fact = Fact(
-                "fingerprint",
-                None,
-                value=f"{len(ref.hashes)} hashes",
-                payload=payload(ref),
-                hashes=ref.hashes,
-                offsets=ref.offsets,
-            )
-            results.append([fact])
-        return results
+        return [[fact_of(fingerprint.reference(item.audio_at(rate), rate))] for item in items]
+
+
+def fact_of(ref: fingerprint.ReferencePrint) -> Fact:
+    """The `fingerprint` fact of one reference print."""
+    return Fact(
+        "fingerprint",
+        None,
+        value=f"{len(ref.hashes)} hashes",
+        payload=payload(ref),
+        hashes=ref.hashes,
+        offsets=ref.offsets,
+    )

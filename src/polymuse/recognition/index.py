@@ -69,6 +69,10 @@ class HashIndex(Protocol):
         """Packed reference peaks of each asset (for verification)."""
         ...
 
+    def all_peaks(self, limit: int) -> dict[int, np.ndarray] | None:
+        """Packed peaks of every asset, or None when they number more than `limit`."""
+        ...
+
 
 def join(probes: np.ndarray, postings: Postings) -> Hits:
     """Pair each probe with every posting of the same hash (a sort-merge join in numpy)."""
@@ -112,6 +116,10 @@ class MemoryIndex:
 
     def peaks(self, asset_ids: list[int]) -> dict[int, np.ndarray]:
         return {int(a): self.stored_peaks[int(a)] for a in asset_ids if int(a) in self.stored_peaks}
+
+    def all_peaks(self, limit: int) -> dict[int, np.ndarray] | None:
+        total = sum(len(p) for p in self.stored_peaks.values())
+        return dict(self.stored_peaks) if total <= limit else None
 
     @property
     def frozen(self) -> Postings:

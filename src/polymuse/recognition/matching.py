@@ -45,6 +45,8 @@ class Candidate:
     query_start_s: float
     """First and last matched anchor in the query, seconds."""
     query_end_s: float
+    votes: int = 0
+    """Query peaks on the line when the constellation search proposed it (0: the hashes did)."""
 
     @property
     def reference_start_s(self) -> float:
@@ -98,6 +100,14 @@ def vote(
         )
     found.sort(key=lambda c: (-c.score, -c.hits, c.asset_id))
     return found[:top]
+
+
+def line_score(query: QueryPrint, hits: Hits, candidate: Candidate) -> int:
+    """Distinct reference postings of the candidate's asset on its line (its hash `score`)."""
+    sel = hits.assets == candidate.asset_id
+    expected = candidate.ratio * query.times[hits.probe[sel]] + candidate.offset_s / FRAME_S
+    on_line = np.abs(hits.offsets[sel] - expected) <= INLIER_FRAMES
+    return int(len(np.unique(hits.posting[sel][on_line])))
 
 
 def _preselect(hits: Hits, times: np.ndarray, drift: float) -> np.ndarray:

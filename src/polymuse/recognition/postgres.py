@@ -1,7 +1,7 @@
 """`PostgresIndex`: the exact lane's look-ups against the catalogue's `fingerprint_posting`.
 
 Postings are written by the ingest (`LandmarkExtractor` facts, binary `COPY`) and found here
-through the catalogue's `(hash) INCLUDE (asset_id, t_offset)` index (migration 0002). Only
+through the catalogue's `(hash)` index (migration 0005). Only
 assets fingerprinted with this model identity count: other extractors share the table. Hashes
 are stored as signed int32 (the same 32 bits as our uint32).
 """
@@ -27,8 +27,8 @@ _ASSETS = (
     "AND model_name = %(model)s AND model_version = %(version)s "
     "AND feature_set_name = %(fset)s"
 )
-# The hash look-up runs first, alone (a materialised CTE: one index-only probe per distinct
-# query hash through the `(hash) INCLUDE (asset_id, t_offset)` index); its rows are then kept
+# The hash look-up runs first, alone (a materialised CTE: one index probe per distinct query
+# hash through the `(hash)` index, then the matching rows from the heap); its rows are then kept
 # for the assets this fingerprint version was computed on. Our hashes carry a version tag in
 # their top byte, so other extractors' postings on those assets practically never match.
 _POSTINGS = (
@@ -89,6 +89,20 @@ class PostgresIndex:
                 {"ids": [int(a) for a in asset_ids], **_IDENTITY},
             ).fetchall()
         return {int(a): decode_peaks(p) for a, p in rows if p}
+
+    def all_peaks(self, limit: int) -> dict[int, np.ndarray] | None:
+        where = (
+            "FROM feature_fact WHERE feature_type = 'fingerprint' AND model_name = %(model)s "
+            "AND model_version = %(version)s AND feature_set_name = %(fset)s"
+        )
+        with self.store.connection("reading every reference peak") as conn:
+            total = conn.execute(
+                "SELECT coalesce(sum((payload->>'peak_count')::bigint), 0) " + where, _IDENTITY
+            ).fetchone()
+            if total is None or total[0] > limit:
+                return None
+            rows = conn.execute("SELECT object_id, payload->>'peaks' " + where, _IDENTITY)
+            return {int(a): decode_peaks(p) for a, p in rows.fetchall() if p}
 
     def stats(self) -> dict[str, float]:
         """Postings, audio hours and on-disk bytes of this fingerprint's share of the index."""

@@ -7,13 +7,14 @@ in-memory index for tests and evaluation, the PostgreSQL postings for the CLI an
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from polymuse.errors import ParameterError
-from polymuse.recognition import matching
+from polymuse.recognition import constellation, matching
 from polymuse.recognition.calibration import Calibration, Evidence, default_calibration
+from polymuse.recognition.constellation import PeakTable
 from polymuse.recognition.index import HashIndex, Hits, SongRef, join
 from polymuse.recognition.listening import Listening, listen
 from polymuse.recognition.models import Recognition, SongMatch, Timeline, TimelineSegment
@@ -22,9 +23,9 @@ from polymuse.tools import fingerprint
 from polymuse.tools.fingerprint import FRAME_S
 
 MIN_SCORE = 2
-"""Candidates with fewer hashes on their line are not worth verifying."""
-VERIFIED = 20
-"""Best-voted candidates whose peaks are verified."""
+"""Hash candidates with fewer hashes on their line are not worth verifying."""
+CONSTELLATION = 10
+"""Candidates the constellation search adds (`constellation`), all verified."""
 MODEL = ModelInfo(
     name="polymuse-triplets",
     version=fingerprint.VERSION,
@@ -46,6 +47,8 @@ class Recognizer:
     catalogue: HashIndex
     calibration: Calibration = field(default_factory=default_calibration)
     alternatives: int = 3
+    _peaks: PeakTable | None = field(default=None, init=False, repr=False)
+    _peaks_read: bool = field(default=False, init=False, repr=False)
 
     def identify(self, audio: np.ndarray, sample_rate: int) -> Recognition:
         """The catalogue song `audio` (any rate, mono or (channels, samples)) comes from."""
@@ -59,6 +62,8 @@ class Recognizer:
         postings = self.catalogue.postings(query.hashes)
         hits = join(query.hashes, postings)
         candidates = matching.vote(query, hits, top=self.alternatives + 3)
+        known = {c.asset_id for c in candidates if c.score >= MIN_SCORE}
+        candidates += self._constellation(query, hits, known)
         result = self._answer(heard, candidates)
         return result.model_copy(
             update={"postings": len(postings), "seconds": round(time.perf_counter() - started, 4)}
@@ -105,7 +110,31 @@ class Recognizer:
             seconds=round(time.perf_counter() - started, 4),
         )
 
+    @property
+    def peak_table(self) -> PeakTable | None:
+        """Every reference peak, read once (None: the catalogue is over `MAX_PEAKS`)."""
+        if not self._peaks_read:
+            peaks = self.catalogue.all_peaks(constellation.MAX_PEAKS)
+            self._peaks = None if peaks is None else PeakTable.build(peaks)
+            self._peaks_read = True
+        return self._peaks
+
     # -- helpers ---------------------------------------------------------------------------
+
+    def _constellation(
+        self, query: fingerprint.QueryPrint, hits: Hits, known: set[int]
+    ) -> list[matching.Candidate]:
+        """Constellation candidates of assets the hash vote did not propose, with their
+        hash score on the proposed line. Searched when the catalogue's peaks fit in memory."""
+        table = self.peak_table
+        if table is None:
+            return []
+        found = constellation.search(table, query, top=CONSTELLATION)
+        return [
+            replace(c, score=matching.line_score(query, hits, c))
+            for c in found
+            if c.asset_id not in known
+        ]
 
     def _vote_span(
         self, heard: Listening, hits: Hits, times: np.ndarray, start: float, end: float
@@ -146,7 +175,7 @@ class Recognizer:
             "model_name": MODEL.name,
             "model_version": MODEL.version,
         }
-        candidates = [c for c in candidates if c.score >= MIN_SCORE][:VERIFIED]
+        candidates = [c for c in candidates if c.score >= MIN_SCORE or c.votes]
         ids = [c.asset_id for c in candidates]
         songs = self.catalogue.describe(ids) if ids else {}
         peaks = self.catalogue.peaks(ids) if ids else {}

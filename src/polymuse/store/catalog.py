@@ -303,6 +303,26 @@ def add_asset(
     return AddResult("added", asset_id, song_id, matched_by)
 
 
+def replace_facts(conn: psycopg.Connection, asset_id: int, facts: Sequence[FactRecord]) -> None:
+    """Replace a stored file's whole-file facts of the models in `facts` (every version).
+
+    Call inside a transaction. Postings of the replaced facts go by cascade.
+    """
+    if any(f.window is not None or f.feature_type == "embedding" for f in facts):
+        raise StoreError("replace_facts takes whole-file facts without vectors only")
+    row = conn.execute(
+        "SELECT entity_id FROM audio_object WHERE object_id = %(id)s AND object_type = 'asset'",
+        {"id": asset_id},
+    ).fetchone()
+    if row is None:
+        raise StoreError(f"asset {asset_id} is not in the catalogue")
+    conn.execute(
+        "DELETE FROM feature_fact WHERE object_id = %(id)s AND model_name = ANY(%(models)s)",
+        {"id": asset_id, "models": sorted({f.model_name for f in facts})},
+    )
+    _insert_facts(conn, asset_id, int(row[0]), {}, facts, None, {})
+
+
 def _resolve_song(
     conn: psycopg.Connection, asset: AssetRecord
 ) -> tuple[int, Literal["new", "tags", "chromaprint"]]:
@@ -480,11 +500,11 @@ def _copy_postings(
             ("l1", ">i4"),
             ("hash", ">i4"),
             ("l2", ">i4"),
-            ("asset", ">i8"),
+            ("asset", ">i4"),
             ("l3", ">i4"),
             ("offset", ">i4"),
             ("l4", ">i4"),
-            ("fact", ">i8"),
+            ("fact", ">i4"),
         ]
     )
     with (
@@ -497,7 +517,7 @@ def _copy_postings(
         copy.write(_PGCOPY_HEADER)
         for fact_id, hashes, offsets in postings:
             rows = np.zeros(len(hashes), dtype=tuple_type)
-            rows["n"], rows["l1"], rows["l2"], rows["l3"], rows["l4"] = 4, 4, 8, 4, 8
+            rows["n"], rows["l1"], rows["l2"], rows["l3"], rows["l4"] = 4, 4, 4, 4, 4
             rows["hash"] = np.asarray(hashes, dtype=np.int64).astype(np.int32)
             rows["asset"] = asset_id
             rows["offset"] = offsets

@@ -29,7 +29,7 @@ from polymuse.tools.fingerprint.peaks import (
     prepare,
 )
 
-VERSION = "1"
+VERSION = "2"
 """Bump when hashes change: stored postings of another version do not match."""
 FEATURE_SET = "triplet-8k-h128"
 PITCH_STEPS = 16
