@@ -222,12 +222,17 @@ def stats(
     ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
 ) -> None:
     """Counts, audio hours, features per model, vector tables and recent runs."""
+    from polymuse.recognition import service
     from polymuse.recognition.refresh import stale_assets
 
     with _store(ctx) as store:
         with store.connection() as conn:
             data = queries.stats(conn)
         data["stale_fingerprints"] = len(stale_assets(store))
+        lane = service.semantic_lane(settings_of(ctx), store)
+        data["semantic_lane"] = lane.unavailable or (
+            f"ready ({lane.model_name}, threshold {lane.threshold})"
+        )
     if as_json:
         out.print_json(json.dumps(data, default=str))
         return
@@ -236,6 +241,7 @@ def stats(
         table.add_row(key, f"{data[key]:,}")
     table.add_row("audio", f"{data['audio_seconds'] / 3600:.2f} h")
     table.add_row("database", f"{data['database_bytes'] / 2**20:.1f} MiB")
+    table.add_row("semantic lane", data["semantic_lane"])
     out.print(table)
     if data["models"]:
         models = Table(title="features", title_justify="left")

@@ -3,7 +3,9 @@
 `Recognizer` fingerprints a query and maps where it is quiet (`listening`), looks its probes up
 in a `HashIndex` (in memory or the PostgreSQL postings), votes for an offset-consistent line per
 asset (`matching`), verifies the best lines against stored peaks (found, hidden or absent), and
-turns the evidence into a calibrated confidence (`calibration`). Names are imported on first
+turns the evidence into a calibrated confidence (`calibration`). `SemanticLane` searches the
+catalogue's window embeddings for a second opinion and near-duplicates; `fuse` says which
+lane decides. Names are imported on first
 use, so importing `polymuse.recognition.models` (as `polymuse.report` does) stays light and
 cycle-free.
 """
@@ -23,11 +25,18 @@ _EXPORTS = {
     "ChromaprintInfo": "models",
     "Recognition": "models",
     "RecognitionSection": "models",
+    "SemanticCandidate": "models",
+    "SemanticOpinion": "models",
     "SongMatch": "models",
     "Timeline": "models",
     "TimelineSegment": "models",
     "MODEL": "recognizer",
     "Recognizer": "recognizer",
+    "SemanticLane": "semantic",
+    "THRESHOLDS": "semantic",
+    "ThresholdFit": "semantic",
+    "fit_threshold": "semantic",
+    "fuse": "semantic",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,4 +1,5 @@
-"""Pydantic results of recognition: one match, a whole answer, a timeline, the report section.
+"""Pydantic results of recognition: a match, the semantic lane's opinion, a whole answer, a
+timeline, the report section.
 
 Self-contained (pydantic only), so `polymuse.report` can import the section without a cycle.
 """
@@ -11,7 +12,7 @@ from pydantic import Field
 
 from polymuse.schema import Model
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 
 class SongMatch(Model):
@@ -39,6 +40,44 @@ class SongMatch(Model):
         0, description="Reference peaks under the span where the query is quiet (other notes)"
     )
     lane: Literal["exact", "semantic"] = "exact"
+    similarity: float | None = Field(
+        None, description="Cosine similarity of the embeddings (semantic lane only)"
+    )
+
+
+class SemanticCandidate(Model):
+    """A catalogue song with a window embedding close to the query's (the semantic lane)."""
+
+    song_id: int
+    asset_id: int
+    title: str
+    artist: str | None = None
+    similarity: float = Field(description="Cosine similarity of the closest pair of windows")
+    reference_start_s: float = Field(description="The closest reference window, s")
+    reference_end_s: float
+    query_start_s: float = Field(description="The query window it was closest to, s")
+    query_end_s: float
+
+
+class SemanticOpinion(Model):
+    """What the semantic lane made of a query, whether or not it decided the answer."""
+
+    model_name: str = Field(description="Catalogue model of the window embeddings searched")
+    model_version: str = ""
+    threshold: float | None = Field(
+        description="Similarity the lane decides at (None: not fitted for this encoder, it "
+        "only advises)"
+    )
+    candidates: list[SemanticCandidate] = Field(
+        default_factory=list, description="One per song, most similar first"
+    )
+    agrees: bool | None = Field(
+        None,
+        description="Whether its top song is the exact lane's (match, else best runner-up); "
+        "None when either lane has no song",
+    )
+    note: str = Field("", description="Why the lane gave no opinion (unavailable, failed)")
+    seconds: float = 0.0
 
 
 class Recognition(Model):
@@ -56,6 +95,9 @@ class Recognition(Model):
     decided_by: Literal["exact", "semantic", "none"] = "none"
     model_name: str = Field("", description="Fingerprint model that answered")
     model_version: str = ""
+    semantic: SemanticOpinion | None = Field(
+        None, description="The semantic lane's opinion (None: the lane was not asked)"
+    )
 
 
 class TimelineSegment(Model):

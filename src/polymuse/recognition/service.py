@@ -2,7 +2,9 @@
 
 Short clips are identified whole. Files longer than `WHOLE_FILE_S` are identified from a few
 excerpts (the best-supported answer wins), which keeps the look-up small for a full song;
-`identify --timeline` covers a long recording window by window instead.
+`identify --timeline` covers a long recording window by window instead. The exact lane
+answers first; `second_opinion` then asks the semantic lane (when the catalogue has window
+embeddings of the configured encoder) about the same audio and fuses the two.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import numpy as np
 from polymuse.recognition.models import ChromaprintInfo, Recognition
 from polymuse.recognition.postgres import PostgresIndex
 from polymuse.recognition.recognizer import Recognizer
+from polymuse.recognition.semantic import LoadAudio, SemanticLane, fuse
+from polymuse.settings import Settings
 from polymuse.store import Store
 from polymuse.tools import chromaprint
 
@@ -47,6 +51,26 @@ def identify_file(
         return (answer.status == "match", best.confidence if best else 0.0)
 
     return max(answers, key=strength), starts
+
+
+def second_opinion(
+    exact: Recognition, lane: SemanticLane | None, load: LoadAudio, *, duration_s: float
+) -> Recognition:
+    """`exact` fused with the semantic lane's opinion of the same file (`fuse`).
+
+    The lane hears the whole file when it is short, else the excerpts `identify_file` uses.
+    Without a lane (`--lane exact`) the exact answer is returned as it is.
+
+    Args:
+        exact: The exact lane's answer.
+        lane: The semantic lane, or None.
+        load: The file, mono, at the rate asked (the encoder's, not the fingerprint's).
+        duration_s: The file's length.
+    """
+    if lane is None:
+        return exact
+    spans = [(s, s + EXCERPT_S) for s in excerpt_starts(duration_s)] or None
+    return fuse(exact, lane.opinion(load, spans=spans))
 
 
 def chromaprint_info(store: Store, audio: np.ndarray, sample_rate: int) -> ChromaprintInfo | None:
@@ -88,3 +112,11 @@ def chromaprint_info(store: Store, audio: np.ndarray, sample_rate: int) -> Chrom
 def recognizer_for(store: Store) -> Recognizer:
     """A recognizer over the catalogue's postings with the shipped calibration."""
     return Recognizer(PostgresIndex(store))
+
+
+def semantic_lane(settings: Settings, store: Store) -> SemanticLane:
+    """The semantic lane for the configured audio encoder; check `unavailable` (for `doctor`).
+
+    Cheap: reads which vector tables hold window embeddings; the encoder loads on first use.
+    """
+    return SemanticLane.open(settings, store)

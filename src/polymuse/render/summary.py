@@ -87,7 +87,7 @@ def summarise(
         hit = found.match if found.status == "match" else None
         parts.append(
             f"The catalogue recognises it as {hit.title} (from {hit.reference_offset_s:.1f} s, "
-            f"confidence {hit.confidence:.2f})."
+            f"confidence {hit.confidence:.2f}, decided by the {found.decided_by} lane)."
             if hit
             else "It is not in the catalogue."
         )
