@@ -246,6 +246,7 @@ def test_constellation_finds_a_song_its_hashes_miss(songs: dict[int, np.ndarray]
     answer = Recognizer(index).identify(clip, SR)
     best = answer.match or answer.alternatives[0]
     assert best.song_id == 4 and best.score == 0 and best.peaks_found > 10
+    assert best.constellation_votes == found[0].votes
 
 
 def test_constellation_is_skipped_for_a_large_catalogue(

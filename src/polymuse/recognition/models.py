@@ -39,6 +39,11 @@ class SongMatch(Model):
     peaks_absent: int = Field(
         0, description="Reference peaks under the span where the query is quiet (other notes)"
     )
+    constellation_votes: int = Field(
+        0,
+        description="Query peaks on the line when the constellation search proposed this song "
+        "(0: its hashes did)",
+    )
     lane: Literal["exact", "semantic"] = "exact"
     similarity: float | None = Field(
         None, description="Cosine similarity of the embeddings (semantic lane only)"

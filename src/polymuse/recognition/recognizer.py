@@ -238,6 +238,7 @@ def _song_match(
         peaks_found=v.found,
         precision=round(v.precision, 3),
         peaks_absent=v.absent,
+        constellation_votes=c.votes,
     )
 
 
