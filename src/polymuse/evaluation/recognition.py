@@ -91,6 +91,9 @@ class CellResult(BaseModel):
     audfprint_top1: float | None = None
     audfprint_top5: float | None = None
     audfprint_latency_p50_s: float | None = None
+    top1_at_peer_fp: float | None = Field(
+        None, description="Top-1 at the threshold that accepts as many unknowns as audfprint"
+    )
 
 
 class UnknownResult(BaseModel):
@@ -145,7 +148,38 @@ class RecognitionEvaluation(BaseModel):
     acceptance: dict[str, dict] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
     seconds: float = 0.0
+    peer_operating_point: dict = Field(default_factory=dict)
     queries: list[QueryRow] = Field(default_factory=list, exclude=True)
+
+
+def match_peer_operating_point(result: RecognitionEvaluation) -> None:
+    """Fill `top1_at_peer_fp`: our top-1 with the threshold lowered until we accept as large a
+    share of the out-of-catalogue clips as audfprint answers (its false-positive rate, over
+    all of them), so both are compared at one false-positive rate. Needs the query rows."""
+    unknown = [q for q in result.queries if q.song is None]
+    if not unknown or all(q.audfprint is None for q in result.queries if q.song is not None):
+        return
+    peer_fp = sum(q.audfprint is not None for q in unknown) / len(unknown)
+    confidences = np.sort([q.confidence or 0.0 for q in unknown])[::-1]
+    allowed = int(np.floor(peer_fp * len(unknown)))
+    threshold = float(confidences[allowed]) + 1e-6 if allowed < len(confidences) else 0.0
+    threshold = min(threshold, result.calibration["threshold"])
+    for cell in result.cells:
+        rows = [
+            q
+            for q in result.queries
+            if q.song is not None
+            and q.condition == cell.condition
+            and q.duration_s == cell.duration_s
+        ]
+        right = sum(q.answered == q.song and (q.confidence or 0.0) >= threshold for q in rows)
+        cell.top1_at_peer_fp = round(right / max(len(rows), 1), 4)
+    ours_fp = sum((q.confidence or 0.0) >= threshold for q in unknown) / len(unknown)
+    result.peer_operating_point = {
+        "audfprint_false_positive_rate": round(peer_fp, 4),
+        "our_false_positive_rate": round(ours_fp, 4),
+        "threshold": round(threshold, 6),
+    }
 
 
 @dataclass(frozen=True)
@@ -617,6 +651,7 @@ def evaluate_recognition(
     )
     result.acceptance = acceptance(result)
     result.queries = [_row(o, model, peer) for o in outcomes]
+    match_peer_operating_point(result)
     return result, model
 
 
@@ -791,8 +826,8 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
-def _ratio(ours: float, peer: float | None) -> str:
-    if peer is None:
+def _ratio(ours: float | None, peer: float | None) -> str:
+    if ours is None or peer is None:
         return "-"
     return "inf" if peer == 0 and ours > 0 else ("1.00" if peer == ours else f"{ours / peer:.2f}")
 
@@ -823,17 +858,24 @@ def markdown(result: RecognitionEvaluation) -> str:
         "## Top-1 by condition and duration (%, ours / audfprint / ratio)",
         "",
         "Top-1 counts an answer only when it is accepted (confidence over the threshold) and "
-        "right; `ranked` ignores the threshold; audfprint answers when >= 5 hashes align.",
+        "right; `ranked` ignores the threshold; audfprint answers when >= 5 hashes align. "
+        "`at peer FP` is our top-1 at the lower threshold that accepts as many "
+        "out-of-catalogue clips as audfprint answers "
+        f"({json.dumps(r.peer_operating_point) if r.peer_operating_point else 'no peer'}), "
+        "and `ratio @FP` compares the two there.",
         "",
         "| condition | s | n | top-1 | ranked | top-5 | rejected | wrong | audfprint | ratio "
-        "| offset p95 (s) | offset <= 50 ms | p50 (ms) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| at peer FP | ratio @FP | offset p95 (s) | offset <= 50 ms | p50 (ms) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
+        "| --- |",
     ]
     for c in r.cells:
         lines.append(
             f"| {c.condition} | {c.duration_s:g} | {c.queries} | {_pct(c.top1)} | "
             f"{_pct(c.top1_ranked)} | {_pct(c.top5)} | {_pct(c.rejected)} | {_pct(c.wrong)} | "
             f"{_pct(c.audfprint_top1)} | {_ratio(c.top1, c.audfprint_top1)} | "
+            f"{_pct(c.top1_at_peer_fp)} | "
+            f"{_ratio(c.top1_at_peer_fp, c.audfprint_top1)} | "
             f"{c.offset_error_p95_s if c.offset_error_p95_s is not None else '-'} | "
             f"{_pct(c.offset_within_50ms)} | {1000 * c.latency_p50_s:.0f} |"
         )

@@ -1,0 +1,71 @@
+"""The recognition evaluation's comparison with audfprint at one false-positive rate."""
+
+from __future__ import annotations
+
+from polymuse.evaluation import recognition as R
+
+
+def _row(i: int, song: int | None, confidence: float, peer: int | None) -> R.QueryRow:
+    return R.QueryRow(
+        qid=str(i),
+        seed=0,
+        condition="reverb",
+        duration_s=5.0,
+        strategy="random",
+        song=song,
+        answered=7 if song is None else song,
+        found=None,
+        second_found=None,
+        fraction=None,
+        score=None,
+        precision=None,
+        absence=None,
+        confidence=confidence,
+        seconds=0.05,
+        offset_error_s=None,
+        audfprint=peer,
+    )
+
+
+def test_top1_at_the_peer_false_positive_rate() -> None:
+    """audfprint answers 2 of 10 unknowns, so we may accept our 2 most confident unknowns."""
+    unknown = [
+        _row(i, None, c, 3 if i < 2 else None)
+        for i, c in enumerate([0.9, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.1, 0.0, 0.0])
+    ]
+    known = [_row(10 + i, 1, c, 1) for i, c in enumerate([0.95, 0.7, 0.55, 0.45])]
+    cell = R.CellResult(
+        condition="reverb",
+        duration_s=5.0,
+        queries=4,
+        top1=0.25,
+        top1_ranked=1.0,
+        top5=1.0,
+        rejected=0.75,
+        wrong=0.0,
+        latency_p50_s=0.05,
+        latency_p95_s=0.05,
+        audfprint_top1=1.0,
+    )
+    result = R.RecognitionEvaluation(
+        catalogue_songs=1,
+        held_out_songs=1,
+        catalogue_hours=0.1,
+        seeds=[0],
+        per_cell=4,
+        babble_source="test",
+        fingerprint_version="2",
+        calibration={"threshold": 0.93},
+        cells=[cell],
+        strategies=[],
+        unknown=[],
+        fingerprint_x_realtime=1.0,
+        index_mb_per_hour_compact=1.0,
+        reference_hashes_per_s=1.0,
+    )
+    result.queries = unknown + known
+    R.match_peer_operating_point(result)
+    assert result.peer_operating_point["audfprint_false_positive_rate"] == 0.2
+    assert result.peer_operating_point["our_false_positive_rate"] == 0.2
+    assert cell.top1_at_peer_fp == 0.75  # 0.95, 0.7 and 0.55 clear the 0.5 + 1e-6 threshold
+    assert "at peer FP" in R.markdown(result)
