@@ -5,6 +5,9 @@ The lane against a real catalogue is tested in `tests/db/test_semantic_lane.py`.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -18,6 +21,7 @@ from polymuse.recognition import (
     fit_threshold,
     fuse,
 )
+from polymuse.recognition.semantic import load_thresholds, threshold_for
 
 
 def exact_match(song_id: int) -> SongMatch:
@@ -151,6 +155,16 @@ def test_fit_threshold_rejects_bad_input() -> None:
         fit_threshold([0.9], [False], max_false_positive_rate=1.0)
 
 
-def test_shipped_thresholds_are_fitted_similarities() -> None:
-    """musicnn's (see `THRESHOLDS`); the debug test encoder has none, so it only advises."""
-    assert THRESHOLDS == {"musicnn": 0.9848}
+def test_shipped_thresholds_come_from_the_package_data() -> None:
+    """musicnn's is fitted (`polymuse eval semantic-lane`); the debug encoder has none."""
+    assert load_thresholds() == THRESHOLDS and set(THRESHOLDS) == {"musicnn"}
+    assert 0.95 < threshold_for("musicnn") < 1.0
+    assert threshold_for("debug") is None  # its lane only advises
+
+
+def test_thresholds_file_absent_or_malformed(tmp_path: Path) -> None:
+    assert load_thresholds(tmp_path / "absent.json") == {}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"musicnn": 0.98}))
+    with pytest.raises(ParameterError, match="not a semantic-lane thresholds file"):
+        load_thresholds(bad)

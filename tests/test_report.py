@@ -10,6 +10,12 @@ from pathlib import Path
 import jams
 import pytest
 
+from polymuse.recognition.models import (
+    Recognition,
+    RecognitionSection,
+    SemanticOpinion,
+    SongMatch,
+)
 from polymuse.render.document import outline
 from polymuse.render.files import slug
 from polymuse.render.html import to_html
@@ -101,6 +107,41 @@ def test_markdown_and_html_say_the_same(report: AnalysisReport) -> None:
     for text in ("D major", "Bm", "A'", "-14.0 LUFS", "120.0 BPM"):
         assert text in md and text in html
     assert "data:image/png;base64," in html and "![waveform](plots/waveform.png)" in md
+
+
+def test_recognition_section_names_the_song_and_the_lane(report: AnalysisReport) -> None:
+    match = SongMatch(
+        song_id=3,
+        asset_id=5,
+        title="Canon",
+        artist="Pachelbel",
+        confidence=0.97,
+        score=0,
+        reference_offset_s=61.5,
+        query_start_s=0.0,
+        query_end_s=5.0,
+        reference_start_s=61.5,
+        reference_end_s=66.5,
+        tempo_ratio=1.0,
+        peaks_checked=40,
+        peaks_found=31,
+        constellation_votes=28,
+    )
+    found = Recognition(
+        status="match",
+        match=match,
+        decided_by="exact",
+        query_duration_s=5.0,
+        triplets=10,
+        probes=100,
+        postings=50,
+        semantic=SemanticOpinion(model_name="semantic-musicnn", threshold=None, note="no vectors"),
+    )
+    report = report.model_copy(update={"recognition": RecognitionSection(recognition=found)})
+    md = to_markdown(report.title, outline(report, []))
+    assert "Canon by Pachelbel, from 1:01.50 in the reference, confidence 0.97" in md
+    assert "decided by the exact lane" in md and "| Canon | exact | 0.97 |" in md
+    assert "Semantic lane: no vectors." in md
 
 
 def test_jams_export_validates(report: AnalysisReport) -> None:

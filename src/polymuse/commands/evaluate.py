@@ -11,6 +11,7 @@ from polymuse.commands.common import load_settings
 from polymuse.commands.eval_recognition import recognition
 from polymuse.console import err, out
 from polymuse.evaluation.melody import melody
+from polymuse.evaluation.semantic_lane import semantic_lane
 from polymuse.evaluation.separation import separation
 
 app = typer.Typer(help="Measure accuracy against rendered ground truth.", no_args_is_help=True)
@@ -43,6 +44,7 @@ def features(
 app.command("separation")(separation)
 app.command("melody")(melody)
 app.command("recognition")(recognition)
+app.command("semantic-lane")(semantic_lane)
 
 
 @app.command("tags")

@@ -6,29 +6,39 @@ with the same encoder, in windows of the same length, asks the HNSW index for th
 reference windows, and keeps the best window of each song. It is meant for what landmark
 fingerprints miss (re-encodes, remasters, covers). `fuse` lets the exact lane decide when it
 accepts, and the semantic lane only above a near-duplicate similarity fitted per encoder
-(`THRESHOLDS`, `fit_threshold`); how much that catches depends on the encoder.
+(`THRESHOLDS`, read from package data; `fit_threshold`, run by `polymuse eval semantic-lane`);
+how much that catches depends on the encoder.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from psycopg import sql
 
 from polymuse.errors import ModelUnavailableError, ParameterError, PolymuseError
-from polymuse.ingest.decode import plan_windows
+from polymuse.ingest.decode import Window, plan_windows
 from polymuse.recognition.models import (
     Recognition,
     SemanticCandidate,
     SemanticOpinion,
     SongMatch,
 )
-from polymuse.tools.encoders.audio import AudioEncoder, build_audio_encoder, spread, unit
+from polymuse.tools.encoders.audio import (
+    AudioEncoder,
+    AudioEncoding,
+    build_audio_encoder,
+    spread,
+    unit,
+)
 
 if TYPE_CHECKING:
     from polymuse.settings import Settings
@@ -37,24 +47,46 @@ if TYPE_CHECKING:
 LoadAudio = Callable[[int], np.ndarray]
 """Returns the query, mono float, at the sample rate asked (the encoder's)."""
 
-THRESHOLDS: dict[str, float] = {"musicnn": 0.9848}
+THRESHOLDS_FILE = "semantic_lane_thresholds.json"
+"""Package data: near-duplicate threshold per encoder, with how it was fitted."""
+SIMILARITY_DECIMALS = 4
+"""Digits the lane reports (and decides on) similarities with."""
+
+
+def load_thresholds(path: Path | None = None) -> dict[str, float]:
+    """Encoder -> threshold from a thresholds file (default: the package's; none if absent).
+
+    Raises:
+        ParameterError: The file is not a thresholds file.
+    """
+    entry = path or resources.files("polymuse").joinpath("data", THRESHOLDS_FILE)
+    if not entry.is_file():
+        return {}
+    try:
+        data = json.loads(entry.read_text(encoding="utf-8"))
+        return {name: float(e["threshold"]) for name, e in data["encoders"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ParameterError(
+            f"{entry} is not a semantic-lane thresholds file ({exc!r}); "
+            "regenerate it with `polymuse eval semantic-lane --save-threshold`"
+        ) from exc
+
+
+THRESHOLDS: dict[str, float] = load_thresholds()
 """Near-duplicate similarity per encoder; an encoder without one only advises, never decides.
 
-musicnn: fitted with `fit_threshold` on 24 pieces rendered through FluidSynth
-(`polymuse.tools.corpus`: 12 Bach chorales on organ or strings, 12 fiddle tunes with drums,
-up to 40 s), catalogued as the extractor does (10 s windows every 5 s). 828 queries: 6 and
-10 s excerpts at 7.3 and 16.1 s (off the window grid), clean and after mp3/opus 64k, EQ,
-gain, reverb, +2 % speed, white noise at 20 and 10 dB. Negatives: each query's best window
-among the 23 other pieces, as if its own were not catalogued. A 0.5 % target gives 0.9835,
-but only 4 negatives lie above it, too few to trust that tail; the shipped value is the
-zero-false-positive fit, just above the highest negative (two chorales on the same organ,
-0.98477): by the rule of three, a false-positive rate under 0.4 % at 95 % confidence
-(indicative: the negatives reuse pieces across conditions). Of 10 s excerpts it accepts
-82 % clean, 78 % after mp3 64k, 42 % at +2 % speed, under 15 % after EQ, gain or reverb and
-none under white noise (55 % of clean 6 s excerpts): musicnn's embedding follows the level
-and the noise floor, so it catches re-encodes more than remasters. Other encoders
-need their own fit; the debug test encoder separates nothing (distinct pieces reach 0.9997).
+Fitted by `polymuse eval semantic-lane --save-threshold` (`polymuse.evaluation.semantic_lane`,
+whose report says what each accepts); the file keeps each fit's provenance. musicnn's, with no
+false positive on its 828 queries of 24 renders, accepts most clean and re-encoded 10 s
+excerpts but few after EQ, gain, reverb or noise: it catches re-encodes more than remasters.
 """
+
+
+def threshold_for(encoder_name: str) -> float | None:
+    """The shipped threshold of an encoder, or None: its lane only advises."""
+    return THRESHOLDS.get(encoder_name)
+
+
 EF_SEARCH = 200
 """HNSW candidate list per look-up: twice `NEIGHBOURS`, so the index returns all of them with
 good recall (pgvector's default, 40, would cap the answer at 40 rows)."""
@@ -218,7 +250,7 @@ class SemanticLane:
         cls, settings: Settings, store: Store, *, threshold: float | None = None
     ) -> SemanticLane:
         """The lane for the configured audio encoder (`settings.audio_encoder`), deciding at
-        `threshold` (default: the encoder's entry in `THRESHOLDS`, if any)."""
+        `threshold` (default: `threshold_for` the encoder, if it has one)."""
         spec = str(settings.audio_encoder or "musicnn")
         encoder_name = spec.partition(":")[0]
         model_name = f"semantic-{encoder_name}"
@@ -257,7 +289,7 @@ class SemanticLane:
             tables=tables,
             window_s=float(np.median(lengths)) if lengths else 10.0,
             build_encoder=build,
-            threshold=THRESHOLDS.get(encoder_name) if threshold is None else threshold,
+            threshold=threshold_for(encoder_name) if threshold is None else threshold,
             unavailable=unavailable,
         )
 
@@ -331,7 +363,9 @@ class SemanticLane:
         if self.unavailable:
             raise ModelUnavailableError(self.unavailable)
         encoder = self.encoder
-        queries = self._query_windows(encoder, load(encoder.sample_rate), spans)
+        queries = query_windows(
+            encoder, load(encoder.sample_rate), spans=spans, window_s=self.window_s
+        )
         best: dict[int, SemanticCandidate] = {}
         with self.store.connection("semantic look-up") as conn:
             # Local to this transaction: the pooled connection keeps its default.
@@ -353,7 +387,7 @@ class SemanticLane:
                         {"q": vector, "k": NEIGHBOURS},
                     ).fetchall()
                     for song, asset, ref_start, ref_end, similarity, title, artist in rows:
-                        similarity = round(float(similarity), 4)
+                        similarity = round(float(similarity), SIMILARITY_DECIMALS)
                         if song in best and best[song].similarity >= similarity:
                             continue
                         best[song] = SemanticCandidate(
@@ -369,32 +403,48 @@ class SemanticLane:
                         )
         return sorted(best.values(), key=lambda c: -c.similarity)[:limit]
 
-    def _query_windows(
-        self,
-        encoder: AudioEncoder,
-        y: np.ndarray,
-        spans: Sequence[tuple[float, float]] | None,
-    ) -> list[tuple[float, float, np.ndarray]]:
-        """(start, end, unit vector) of each query window, pooled as the catalogue's are."""
-        rate = encoder.sample_rate
-        duration = len(y) / rate
-        if spans is not None:
-            out = []
-            for start, end in spans:
-                start, end = max(start, 0.0), min(end, duration)
-                encoding = encoder.encode(
-                    y[int(start * rate) : int(end * rate)], sample_rate=rate, max_windows=None
-                )
-                out.append((start, end, unit(encoding.window_embeddings.mean(axis=0))))
-            return out
-        encoding = encoder.encode(y, sample_rate=rate, max_windows=None)
-        windows = plan_windows(duration, window_s=self.window_s, hop_s=self.window_s / 2)
+
+def query_windows(
+    encoder: AudioEncoder,
+    y: np.ndarray,
+    *,
+    spans: Sequence[tuple[float, float]] | None,
+    window_s: float,
+) -> list[tuple[float, float, np.ndarray]]:
+    """(start, end, unit vector) of each query window, pooled as the catalogue's are.
+
+    Args:
+        encoder: The lane's encoder.
+        y: The query, mono, at the encoder's rate.
+        spans: (start, end) seconds embedded one window each; None: the whole query in
+            `window_s` windows at half-window hops (at most `MAX_QUERY_WINDOWS`, spread).
+        window_s: The catalogue's window length.
+    """
+    rate = encoder.sample_rate
+    duration = len(y) / rate
+    if spans is not None:
         out = []
-        for window in (windows[i] for i in spread(len(windows), MAX_QUERY_WINDOWS)):
-            inside = (encoding.window_times >= window.start_s) & (
-                encoding.window_times < window.end_s
+        for start, end in spans:
+            start, end = max(start, 0.0), min(end, duration)
+            encoding = encoder.encode(
+                y[int(start * rate) : int(end * rate)], sample_rate=rate, max_windows=None
             )
-            if inside.any():
-                vector = unit(encoding.window_embeddings[inside].mean(axis=0))
-                out.append((window.start_s, window.end_s, vector))
+            out.append((start, end, unit(encoding.window_embeddings.mean(axis=0))))
         return out
+    encoding = encoder.encode(y, sample_rate=rate, max_windows=None)
+    windows = plan_windows(duration, window_s=window_s, hop_s=window_s / 2)
+    chosen = [windows[i] for i in spread(len(windows), MAX_QUERY_WINDOWS)]
+    return [(w.start_s, w.end_s, vector) for w, vector in window_vectors(encoding, chosen)]
+
+
+def window_vectors(
+    encoding: AudioEncoding, windows: Sequence[Window]
+) -> list[tuple[Window, np.ndarray]]:
+    """Each window's unit vector, the mean of the encoder's patches centred in it, as the
+    catalogue's semantic extractor stores them; a window without a patch is left out."""
+    out = []
+    for window in windows:
+        inside = (encoding.window_times >= window.start_s) & (encoding.window_times < window.end_s)
+        if inside.any():
+            out.append((window, unit(encoding.window_embeddings[inside].mean(axis=0))))
+    return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from polymuse.melody_report import melody_section
+from polymuse.recognition.models import RecognitionSection
 from polymuse.render.summary import chord_name
 from polymuse.report import AnalysisReport
 from polymuse.semantic_report import semantic_section
@@ -34,6 +35,60 @@ def _fmt(value: float | None, unit: str = "", digits: int = 1) -> str:
 def _t(seconds: float) -> str:
     minutes, secs = divmod(seconds, 60)
     return f"{int(minutes)}:{secs:05.2f}"
+
+
+def _recognition(part: RecognitionSection) -> Section:
+    """Which catalogue song this is, by which lane, the runners-up, and copies on file."""
+    section = Section("Recognition")
+    found = part.recognition
+    if found is not None:
+        hit = found.match
+        section.paragraphs.append(
+            f"{hit.title} by {hit.artist or 'unknown artist'}, from {_t(hit.reference_offset_s)} "
+            f"in the reference, confidence {hit.confidence:.2f} (decided by the "
+            f"{found.decided_by} lane)."
+            if hit
+            else "Not in the catalogue."
+        )
+        rows = [
+            [
+                m.title,
+                m.lane,
+                f"{m.confidence:.2f}",
+                _t(m.reference_offset_s),
+                str(m.score),
+                f"{m.peaks_found}/{m.peaks_checked}",
+                str(m.constellation_votes or ""),
+            ]
+            for m in ([hit] if hit else []) + found.alternatives
+        ]
+        if rows:
+            headers = ["song", "lane", "confidence", "offset", "hashes", "peaks", "votes"]
+            section.tables.append(Table(headers, rows))
+        if (opinion := found.semantic) is not None:
+            top = opinion.candidates[0] if opinion.candidates else None
+            section.paragraphs.append(
+                f"Semantic lane ({opinion.model_name}): {top.title}, similarity "
+                f"{top.similarity:.3f}"
+                + (
+                    ""
+                    if opinion.agrees is None
+                    else f", {'agrees' if opinion.agrees else 'differs'}"
+                )
+                + "."
+                if top
+                else f"Semantic lane: {opinion.note or 'no opinion'}."
+            )
+    if part.excerpts:
+        starts = ", ".join(_t(s) for s in part.excerpts)
+        section.paragraphs.append(f"Looked up as excerpts starting at {starts}.")
+    if part.chromaprint is not None and part.chromaprint.duplicate_title:
+        section.paragraphs.append(
+            f"Chromaprint: a near-identical file of {part.chromaprint.duplicate_title} is in "
+            f"the catalogue (similarity {part.chromaprint.similarity:.2f})."
+        )
+    section.paragraphs += [f"{k}: {v}" for k, v in part.errors.items()]
+    return section
 
 
 def outline(report: AnalysisReport, figures: list[str]) -> list[Section]:
@@ -125,6 +180,8 @@ def outline(report: AnalysisReport, figures: list[str]) -> list[Section]:
                 tables=[Table(["feature", "reason"], [[k, v] for k, v in f.errors.items()])],
             )
         )
+    if report.recognition is not None:
+        sections.append(_recognition(report.recognition))
     if (semantic := semantic_section(report)) is not None:
         sections.append(semantic)
     if (melody := melody_section(report, figures)) is not None:

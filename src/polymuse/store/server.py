@@ -471,19 +471,30 @@ class EmbeddedServer:
     ) -> subprocess.CompletedProcess[str]:
         """Run a PostgreSQL binary; output through temp files (pipes can hang with pg_ctl)."""
         user = self._server_user() if as_server else None
+        command = [str(bin_dir() / tool), *args]
+        if user is not None:
+            # `setpriv` drops to the server user in the child. Asking `subprocess` for
+            # user/group instead makes it fork() rather than vfork(), and fork() runs other
+            # libraries' fork handlers (OpenBLAS waits for its threads), which can deadlock
+            # when another graph node computes at the same moment.
+            command = [
+                "setpriv",
+                f"--reuid={user.pw_uid}",
+                f"--regid={user.pw_gid}",
+                "--clear-groups",
+                "--",
+                *command,
+            ]
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             try:
                 proc = subprocess.run(
-                    [str(bin_dir() / tool), *args],
+                    command,
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=err,
                     text=True,
                     check=False,
                     timeout=START_TIMEOUT_S + 30,
-                    user=user.pw_uid if user else None,
-                    group=user.pw_gid if user else None,
-                    extra_groups=[] if user else None,
                     cwd=self.home,
                 )
             except subprocess.TimeoutExpired as exc:
