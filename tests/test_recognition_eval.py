@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from polymuse.evaluation import recognition as R
+from polymuse.tools.synth import GroundTruth, NoteEvent, PartNotes
 
 
 def _row(i: int, song: int | None, confidence: float, peer: int | None) -> R.QueryRow:
@@ -69,3 +72,39 @@ def test_top1_at_the_peer_false_positive_rate() -> None:
     assert result.peer_operating_point["our_false_positive_rate"] == 0.2
     assert cell.top1_at_peer_fp == 0.75  # 0.95, 0.7 and 0.55 clear the 0.5 + 1e-6 threshold
     assert "at peer FP" in R.markdown(result)
+
+
+def _piece(name: str, pitches: list[int], bpm: float = 100.0) -> R.corpus.Piece:
+    beat = 60.0 / bpm
+    notes = [
+        NoteEvent(onset=i * beat, offset=(i + 1) * beat, pitch=p) for i, p in enumerate(pitches)
+    ]
+    truth = GroundTruth(
+        time_signature="4/4",
+        beats_per_bar=4,
+        beat_unit=1.0,
+        beat_division=2,
+        bpm=bpm,
+        key=None,
+        start=0.0,
+        end=len(pitches) * beat,
+        beats=[],
+        downbeats=[],
+        parts=[PartNotes(name="s", program=0, notes=notes)],
+    )
+    return R.corpus.Piece(
+        piece_id=name, source=name, sound="test", audio=Path("a"), midi=Path("m"), truth=truth
+    )
+
+
+def test_a_passage_a_semitone_away_makes_two_pieces_one() -> None:
+    """A tune in a neighbouring key is a ±1 semitone copy to the recognizer; further is not."""
+    tune = [60, 62, 64, 65, 67, 65, 64, 62, 60, 59]
+    kept, dropped = R._distinct(
+        [
+            _piece("a", tune),
+            _piece("a-up-1", [p + 1 for p in tune], bpm=90.0),
+            _piece("a-up-3", [p + 3 for p in tune]),
+        ]
+    )
+    assert [p.piece_id for p in kept] == ["a", "a-up-3"] and dropped == 1

@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 22050
 DURATIONS = (1.0, 3.0, 5.0, 10.0)
 PASSAGE_EVENTS = 8
+TRANSPOSITION = 1
+"""Semitones a shared passage may be transposed by and still make two pieces one (`_distinct`)."""
 CALIBRATION_UNKNOWN = 3
 REPEAT_SIMILARITY = 0.9
 """Spectrogram correlation above which two spans of a song are the same music (a repeat)."""
@@ -251,29 +253,34 @@ def build_songs(
 
 
 def _distinct(pieces: Sequence[corpus.Piece]) -> tuple[list[corpus.Piece], int]:
-    """Pieces sharing no `PASSAGE_EVENTS`-onset passage with an earlier one, and how many not."""
+    """Pieces sharing no `PASSAGE_EVENTS`-onset passage with an earlier one, even transposed by
+    up to `TRANSPOSITION` semitones, and how many not."""
     seen: set[tuple] = set()
     kept, dropped = [], 0
+    shifts = range(-TRANSPOSITION, TRANSPOSITION + 1)
     for piece in pieces:
-        grams = _passages(piece)
-        if grams & seen:
+        if any(_passages(piece, shift) & seen for shift in shifts):
             dropped += 1
             continue
-        seen |= grams
+        seen |= _passages(piece)
         kept.append(piece)
     return kept, dropped
 
 
-def _passages(piece: corpus.Piece) -> set[tuple]:
-    """Every run of `PASSAGE_EVENTS` onsets: sounding pitches and inter-onset time in beats.
+def _passages(piece: corpus.Piece, shift: int = 0) -> set[tuple]:
+    """Every run of `PASSAGE_EVENTS` onsets: sounding pitches (+ `shift` semitones) and
+    inter-onset time in beats.
 
     Two pieces sharing one (a stock cadence in the same key, a tune filed twice) sound the
-    same there, whatever the tempo, so a query cut from it has no single right answer.
+    same there, whatever the tempo, so a query cut from it has no single right answer. Nor
+    has one whose passage is another's a semitone away (the same chorale tune harmonised in
+    a neighbouring key): the recognizer must find ±1 semitone pitch shifts, so to it that is
+    a pitch-shifted copy.
     """
     onsets: dict[float, set[int]] = {}
     for part in piece.truth.parts:
         for note in part.notes:
-            onsets.setdefault(round(note.onset, 4), set()).add(note.pitch)
+            onsets.setdefault(round(note.onset, 4), set()).add(note.pitch + shift)
     times = sorted(onsets)
     beat = 60.0 / piece.truth.bpm
     events = [
