@@ -279,9 +279,10 @@ class SemanticLane:
         unavailable = None
         if not tables:
             unavailable = (
-                f"the catalogue has no window embeddings of {model_name}; ingest with the "
-                "semantic extractor (polymuse.tools.semantics.catalogue:SemanticExtractor) "
-                "or set audio_encoder to the encoder the catalogue was built with"
+                f"the catalogue has no window embeddings of {model_name}: files added with "
+                "`catalog add -x spectral-stats,polymuse-triplets,semantic` have them (files "
+                "already stored keep their features); or set audio_encoder to the encoder the "
+                "catalogue was built with"
             )
         return cls(
             store,
