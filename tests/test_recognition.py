@@ -258,3 +258,8 @@ def test_constellation_is_skipped_for_a_large_catalogue(
     assert recognizer.peak_table is None
     answer = recognizer.identify(songs[2][5 * SR : 10 * SR], SR)
     assert answer.status == "match" and answer.match.song_id == 2
+
+
+def test_constellation_without_a_shared_pitch_finds_nothing(songs: dict[int, np.ndarray]) -> None:
+    table = PeakTable.build({1: fingerprint.pack_peaks(np.array([10.0]), np.array([5.0]))})
+    assert constellation.search(table, listen(songs[1][: 3 * SR], SR).query) == []

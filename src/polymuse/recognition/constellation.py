@@ -87,6 +87,8 @@ def search(table: PeakTable, query: QueryPrint, *, top: int = 10) -> list[Candid
     lo = np.searchsorted(table.pitch, peak_p - close, side="left")
     hi = np.searchsorted(table.pitch, peak_p + close, side="right")
     counts = hi - lo
+    if not counts.sum():
+        return []
     owner = np.repeat(np.arange(len(counts)), counts)
     ref = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
     ref += np.repeat(lo, counts)
