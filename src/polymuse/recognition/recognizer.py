@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -47,8 +48,6 @@ class Recognizer:
     catalogue: HashIndex
     calibration: Calibration = field(default_factory=default_calibration)
     alternatives: int = 3
-    _peaks: PeakTable | None = field(default=None, init=False, repr=False)
-    _peaks_read: bool = field(default=False, init=False, repr=False)
 
     def identify(self, audio: np.ndarray, sample_rate: int) -> Recognition:
         """The catalogue song `audio` (any rate, mono or (channels, samples)) comes from."""
@@ -110,14 +109,16 @@ class Recognizer:
             seconds=round(time.perf_counter() - started, 4),
         )
 
-    @property
+    @cached_property
+    def stored_peaks(self) -> dict[int, np.ndarray] | None:
+        """Every asset's packed reference peaks, read once (None: over `MAX_PEAKS`)."""
+        return self.catalogue.all_peaks(constellation.MAX_PEAKS)
+
+    @cached_property
     def peak_table(self) -> PeakTable | None:
-        """Every reference peak, read once (None: the catalogue is over `MAX_PEAKS`)."""
-        if not self._peaks_read:
-            peaks = self.catalogue.all_peaks(constellation.MAX_PEAKS)
-            self._peaks = None if peaks is None else PeakTable.build(peaks)
-            self._peaks_read = True
-        return self._peaks
+        """`stored_peaks` as the constellation search reads them."""
+        peaks = self.stored_peaks
+        return None if peaks is None else PeakTable.build(peaks)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -135,6 +136,14 @@ class Recognizer:
             for c in found
             if c.asset_id not in known
         ]
+
+    def _reference_peaks(self, ids: list[int]) -> dict[int, np.ndarray]:
+        """Peaks to verify candidates against: from memory when read, else (and for assets
+        added since) from the catalogue."""
+        known = self.stored_peaks or {}
+        found = {a: known[a] for a in ids if a in known}
+        missing = [a for a in ids if a not in known]
+        return found | (self.catalogue.peaks(missing) if missing else {})
 
     def _vote_span(
         self, heard: Listening, hits: Hits, times: np.ndarray, start: float, end: float
@@ -178,7 +187,7 @@ class Recognizer:
         candidates = [c for c in candidates if c.score >= MIN_SCORE or c.votes]
         ids = [c.asset_id for c in candidates]
         songs = self.catalogue.describe(ids) if ids else {}
-        peaks = self.catalogue.peaks(ids) if ids else {}
+        peaks = self._reference_peaks(ids)
         checked = [
             (c, matching.verify(c, peaks[c.asset_id], query, heard.depth, span_s=span_s))
             for c in candidates
