@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
+from typer.testing import CliRunner
 
+from polymuse.commands.catalog import app as catalog_app
 from polymuse.ingest import IngestOptions, run_ingest
 from polymuse.ingest.decode import plan_windows
 from polymuse.ingest.extractors import DebugExtractor, Fact, SpectralStatsExtractor
@@ -261,6 +265,141 @@ def test_plugged_in_extractor_batches_across_files(store, make_song, tmp_path: P
     with store.connection() as conn:
         [table] = [t for t in queries.vector_tables(conn) if t["model_name"] == "counting"]
     assert table["dim"] == 2 and table["rows"] == 6
+
+
+class _Seen:
+    """An extractor that notes the names of the files it is given."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.files = inner, []
+        self.name, self.version = inner.name, inner.version
+        self.feature_set, self.sample_rate = inner.feature_set, inner.sample_rate
+
+    def extract_batch(self, items):
+        self.files += [Path(item.path).name for item in items]
+        return self.inner.extract_batch(items)
+
+
+def _catalogue_rows(store) -> set[tuple]:
+    """(asset, object, model or 'window', fact id): every object and fact, by asset."""
+    with store.connection() as conn:
+        rows = conn.execute(
+            "SELECT coalesce(o.parent_object_id, o.object_id), o.object_id, "
+            "coalesce(f.model_name, 'window'), f.fact_id "
+            "FROM audio_object o LEFT JOIN feature_fact f USING (object_id)"
+        ).fetchall()
+    return set(rows)
+
+
+def test_stored_files_get_only_the_missing_extractors(
+    store, make_song, tmp_path: Path, table_counts
+) -> None:
+    """A new extractor runs on stored files alone and adds its facts to the same assets and
+    windows; the facts they had stay; a third run has nothing to do."""
+    music = tmp_path / "music"
+    songs = [make_song(f"Band - Song {i}.wav", seed=500 + i, seconds=4.0) for i in range(3)]
+    windows = {"window_s": 2.0, "hop_s": 1.0}
+    first = run_ingest(store, [music], _options(extractors=[SpectralStatsExtractor()], **windows))
+    assets = {o.path: o.asset_id for o in first.added}
+    assert len(assets) == 3
+    before = _catalogue_rows(store)
+    os.utime(songs[0], ns=(time.time_ns(), time.time_ns()))  # found by its hash this time
+    make_song("Band - New.wav", seed=510, seconds=4.0)
+
+    spectral, debug = _Seen(SpectralStatsExtractor()), _Seen(DebugExtractor())
+    second = run_ingest(store, [music], _options(extractors=[spectral, debug], **windows))
+    assert [Path(o.path).name for o in second.added] == ["Band - New.wav"]
+    assert {o.path: o.asset_id for o in second.updated} == assets
+    assert {o.reason for o in second.updated} == {"added facts of debug 1"}
+    assert second.skipped == second.quarantined == second.failed == []
+    assert spectral.files == ["Band - New.wav"]
+    assert sorted(debug.files) == sorted([*(Path(p).name for p in assets), "Band - New.wav"])
+    after = _catalogue_rows(store)
+    stored = set(assets.values())
+    assert {r for r in after if r[0] in stored and r[2] != "debug"} == before
+    for asset in stored:
+        window_ids = [r[1] for r in before if r[0] == asset and r[1] != asset]
+        assert len(window_ids) == len(plan_windows(4.0, window_s=2.0, hop_s=1.0))
+        # fingerprint and descriptor on the asset, an embedding on each stored window
+        debug_on = sorted(r[1] for r in after if r[0] == asset and r[2] == "debug")
+        assert debug_on == sorted([asset, asset, *window_ids])
+    with store.connection() as conn:
+        with_postings = conn.execute(
+            "SELECT count(DISTINCT asset_id) FROM fingerprint_posting"
+        ).fetchone()[0]
+        [debug_vectors] = [t for t in queries.vector_tables(conn) if t["model_name"] == "debug"]
+    assert with_postings == 4 and debug_vectors["rows"] == 4 * 3
+
+    counts = table_counts(store.dsn)
+    third = run_ingest(
+        store, [music], _options(extractors=[SpectralStatsExtractor(), DebugExtractor()], **windows)
+    )
+    assert len(third.skipped) == 4 and third.added == third.updated == []
+    assert all(o.reason.startswith("already stored") for o in third.skipped)
+    assert table_counts(store.dsn) == counts
+
+
+def test_a_failed_update_leaves_the_stored_file_as_it_was(
+    store, make_song, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database refusing one file's update rolls all of it back (its new windows too); the
+    file is reported, not quarantined; the others are updated, and it is on the next run."""
+    music = tmp_path / "music"
+    for i in range(3):
+        make_song(f"Band - Song {i}.wav", seed=520 + i, seconds=4.0)
+    first = run_ingest(store, [music], _options())  # 10 s windows: one per file
+    victim = first.added[0]
+    before = _catalogue_rows(store)
+    insert_facts = catalog._insert_facts
+
+    def refuse(conn, asset_id, *args):
+        insert_facts(conn, asset_id, *args)
+        if asset_id == victim.asset_id:
+            raise psycopg.errors.NumericValueOutOfRange("value out of range")
+
+    monkeypatch.setattr(catalog, "_insert_facts", refuse)
+    options = _options(
+        extractors=[DebugExtractor(), SpectralStatsExtractor()], window_s=2.0, hop_s=1.0
+    )
+    second = run_ingest(store, [music], options)
+    [failed] = second.failed
+    assert failed.path == victim.path and failed.asset_id == victim.asset_id
+    assert "out of range" in failed.reason and "not quarantined" in failed.reason
+    assert len(second.updated) == 2 and second.quarantined == second.skipped == []
+    new_windows = len(plan_windows(4.0, window_s=2.0, hop_s=1.0))
+    assert all(
+        o.reason == f"added facts of spectral-stats 1; {new_windows} new windows"
+        for o in second.updated
+    )
+    mine = {r for r in _catalogue_rows(store) if r[0] == victim.asset_id}
+    assert mine == {r for r in before if r[0] == victim.asset_id}
+    with store.connection() as conn:
+        assert conn.execute("SELECT count(*) FROM quarantine").fetchone()[0] == 0
+
+    monkeypatch.undo()
+    third = run_ingest(store, [music], options)
+    assert [o.path for o in third.updated] == [victim.path] and len(third.skipped) == 2
+
+
+def test_catalog_add_reports_updated_files(db_dsn: str, make_song, tmp_path: Path) -> None:
+    music = tmp_path / "music"
+    one = make_song("Band - One.wav", seed=530)
+    make_song("Band - Two.wav", seed=531)
+    runner = CliRunner()
+
+    def add(*args: str):
+        result = runner.invoke(catalog_app, ["--dsn", db_dsn, "add", *args, "-j", "1"])
+        assert result.exit_code == 0, (result.output, result.exception)
+        return result.output
+
+    add(str(music), "-x", "debug")
+    summary = json.loads(add(str(one), "-x", "debug,spectral-stats", "--json"))
+    assert summary["added"] == summary["skipped"] == summary["failed"] == []
+    [updated] = summary["updated"]
+    assert updated["path"] == str(one) and updated["reason"] == "added facts of spectral-stats 1"
+    text = add(str(music), "-x", "spectral-stats")
+    assert "0 added, 1 skipped, 0 quarantined, 1 updated of 2 audio files" in text
+    assert "updated: added facts of spectral-stats 1: 1" in text
 
 
 def _run_cli(

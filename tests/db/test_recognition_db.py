@@ -158,3 +158,30 @@ def test_refingerprint_replaces_an_older_version(catalogue, settings) -> None:
             "(SELECT 1 FROM feature_fact f WHERE f.fact_id = p.fact_id)"
         ).fetchone()[0]
     assert (facts, orphans) == (4, 0)
+
+
+def test_catalog_add_replaces_an_older_fingerprint(catalogue, tmp_path) -> None:
+    """Adding a stored file again gives it the current fingerprint in place of an older one."""
+    from polymuse.recognition.refresh import stale_assets
+
+    with catalogue.transaction() as conn:
+        conn.execute(
+            "UPDATE feature_fact SET model_version = 'old' WHERE model_name = 'polymuse-triplets' "
+            "AND object_id IN (SELECT object_id FROM audio_object "
+            "WHERE file_path LIKE '%Song 2.wav')"
+        )
+    options = IngestOptions(extractors=[LandmarkExtractor()], jobs=1, chromaprint=False)
+    summary = run_ingest(catalogue, [tmp_path / "music"], options)
+    assert [o.path.rsplit("/", 1)[-1] for o in summary.updated] == ["Band - Song 2.wav"]
+    assert len(summary.skipped) == 3 and stale_assets(catalogue) == []
+    clip = render_song(2, seconds=20.0, sample_rate=SR)[3 * SR : 8 * SR]
+    assert Recognizer(PostgresIndex(catalogue)).identify(clip, SR).match.title == "Song 2"
+    with catalogue.connection() as conn:
+        versions = conn.execute(
+            "SELECT DISTINCT model_version FROM feature_fact WHERE model_name = 'polymuse-triplets'"
+        ).fetchall()
+        orphans = conn.execute(
+            "SELECT count(*) FROM fingerprint_posting p WHERE NOT EXISTS "
+            "(SELECT 1 FROM feature_fact f WHERE f.fact_id = p.fact_id)"
+        ).fetchone()[0]
+    assert (versions, orphans) == ([(fingerprint.VERSION,)], 0)

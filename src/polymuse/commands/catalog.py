@@ -65,7 +65,7 @@ def add(
         "--extractor",
         "-x",
         help="Feature extractors, repeated or comma-separated [spectral-stats, polymuse-triplets]; "
-        "'none' for Chromaprint only.",
+        "'none' for Chromaprint only. Stored files lacking an extractor's features get them.",
     ),
     jobs: int = typer.Option(None, "--jobs", "-j", min=1, help="Decoder processes [all cores]."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Files per extractor batch."),
@@ -82,7 +82,11 @@ def add(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Add audio files to the catalogue; bad files are quarantined, stored ones skipped."""
+    """Add audio files to the catalogue; bad files are quarantined, stored ones skipped.
+
+    A stored file without the features of an extractor asked for (e.g. `-x semantic` on a
+    catalogue built with the defaults) is updated instead: only the missing extractors run.
+    """
     from polymuse.ingest import DEFAULT_EXTRACTORS, IngestOptions, build_extractor, run_ingest
 
     settings = settings_of(ctx)
@@ -112,7 +116,7 @@ def add(
         out.print_json(json.dumps(_summary_dict(summary), default=str))
     else:
         _print_summary(summary)
-    if summary.quarantined:
+    if summary.quarantined or summary.failed:
         raise typer.Exit(1)
 
 
@@ -433,11 +437,14 @@ def _reason_kind(reason: str) -> str:
 
 def _print_summary(summary: Any) -> None:
     added, skipped, bad = summary.added, summary.skipped, summary.quarantined
+    updated, failed = summary.updated, summary.failed
     elapsed = max(summary.elapsed_s, 1e-9)
     out.print(
         f"[bold]{len(added)} added[/], {len(skipped)} skipped, "
-        f"[{'red' if bad else 'green'}]{len(bad)} quarantined[/] "
-        f"of {summary.files_seen} audio files in {elapsed:.1f} s (run {summary.run_id})"
+        f"[{'red' if bad else 'green'}]{len(bad)} quarantined[/]"
+        + (f", [bold]{len(updated)} updated[/]" if updated else "")
+        + (f", [red]{len(failed)} failed[/]" if failed else "")
+        + f" of {summary.files_seen} audio files in {elapsed:.1f} s (run {summary.run_id})"
         + (f"; {summary.ignored} other files ignored" if summary.ignored else "")
     )
     if added:
@@ -447,16 +454,23 @@ def _print_summary(summary: Any) -> None:
         )
         joined = Counter(o.reason for o in added)
         out.print("  " + ", ".join(f"{why}: {n}" for why, n in sorted(joined.items())))
+    if updated:
+        kinds = Counter(o.reason.split("; ")[0] for o in updated)
+        out.print("  updated: " + ", ".join(f"{kind}: {n}" for kind, n in kinds.most_common()))
     if skipped:
         kinds = Counter(_reason_kind(o.reason) for o in skipped)
         out.print("  skipped: " + ", ".join(f"{kind}: {n}" for kind, n in kinds.most_common()))
-    if bad:
-        table = Table(title="quarantined (not in the catalogue)", title_justify="left")
-        table.add_column("file", overflow="fold")
-        table.add_column("reason", overflow="fold")
-        for o in bad:
-            table.add_row(o.path, o.reason)
-        out.print(table)
+    for title, outcomes in (
+        ("quarantined (not in the catalogue)", bad),
+        ("not updated (stored files, left as they were)", failed),
+    ):
+        if outcomes:
+            table = Table(title=title, title_justify="left")
+            table.add_column("file", overflow="fold")
+            table.add_column("reason", overflow="fold")
+            for o in outcomes:
+                table.add_row(o.path, o.reason)
+            out.print(table)
     for note in summary.notes:
         out.print(f"[yellow]note:[/] {note}")
 
@@ -470,8 +484,10 @@ def _summary_dict(summary: Any) -> dict[str, Any]:
         "audio_s": summary.audio_s,
         "notes": summary.notes,
         "added": [vars(o) for o in summary.added],
+        "updated": [vars(o) for o in summary.updated],
         "skipped": [vars(o) for o in summary.skipped],
         "quarantined": [vars(o) for o in summary.quarantined],
+        "failed": [vars(o) for o in summary.failed],
     }
 
 

@@ -1,16 +1,21 @@
 """`run_ingest`: walk, resume, hash, decode, extract in batches, write each file atomically.
 
-Flow. The main process walks the paths and drops files the catalogue already holds with the
-same size and mtime (no hashing). Worker processes hash the rest; stored content hashes are
-skipped. Workers then decode, window, read tags and compute Chromaprint; the main process
-collects decoded files into batches, runs every extractor once per batch (inference batched
-across files) while the workers decode the next files, and writes each file in its own
-transaction. Bad files are recorded in the quarantine and never reach the catalogue.
+Flow. The main process walks the paths and finds the files the catalogue already holds with
+the same size and mtime (no hashing). Worker processes hash the rest; stored content hashes
+are found the same way. A stored file is skipped if it has facts of every extractor asked for
+(by model name, version and feature set); otherwise it is updated: decoded again, only the
+missing extractors run, and their facts go onto the existing asset (reusing its windows of the
+same span). Workers decode, window, read tags and compute Chromaprint (new files only); the
+main process collects decoded files into batches, runs each extractor once per batch on the
+files that need it (inference batched across files) while the workers decode the next files,
+and writes each file in its own transaction. Bad new files are recorded in the quarantine and
+never reach the catalogue; a stored file that fails to update is reported and left as it was.
 
-Safety. A file's song, asset, windows, facts, vectors and postings are written in one
-transaction, so a killed ingest leaves whole files only; re-running resumes (stored hashes are
-skipped). Concurrent ingests serialise the find-or-create-song step with an advisory lock and
-rely on the unique content hash, so overlapping folders give no duplicates.
+Safety. A file's song, asset, windows, facts, vectors and postings (or an update's windows,
+facts, vectors and postings) are written in one transaction, so a killed ingest leaves whole
+files only; re-running resumes (complete stored files are skipped). Concurrent ingests
+serialise the find-or-create-song step with an advisory lock, rely on the unique content hash,
+and lock an asset while updating it, so overlapping folders give no duplicates.
 """
 
 from __future__ import annotations
@@ -20,13 +25,13 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import psycopg
@@ -45,6 +50,8 @@ log = logging.getLogger(__name__)
 DEFAULT_SAMPLE_RATE = 22050
 CHROMAPRINT_SET = "chromaprint-raw-120s"
 _INT32 = (-(2**31), 2**32)
+T = TypeVar("T")
+Identity = tuple[str, str, str]
 
 
 @dataclass(frozen=True)
@@ -65,10 +72,15 @@ class IngestOptions:
 
 @dataclass(frozen=True)
 class FileOutcome:
-    """What happened to one file."""
+    """What happened to one file.
+
+    `added`: stored as a new asset; `updated`: stored before, got the facts of the extractors
+    it lacked; `skipped`: nothing to do; `quarantined`: a bad new file, kept out of the
+    catalogue; `failed`: a stored file that could not be updated (left as it was).
+    """
 
     path: str
-    status: Literal["added", "skipped", "quarantined"]
+    status: Literal["added", "updated", "skipped", "quarantined", "failed"]
     reason: str = ""
     song_id: int | None = None
     asset_id: int | None = None
@@ -94,12 +106,20 @@ class IngestSummary:
         return self.of("added")
 
     @property
+    def updated(self) -> list[FileOutcome]:
+        return self.of("updated")
+
+    @property
     def skipped(self) -> list[FileOutcome]:
         return self.of("skipped")
 
     @property
     def quarantined(self) -> list[FileOutcome]:
         return self.of("quarantined")
+
+    @property
+    def failed(self) -> list[FileOutcome]:
+        return self.of("failed")
 
     @property
     def audio_s(self) -> float:
@@ -118,6 +138,15 @@ class ProgressEvent:
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
+
+
+@dataclass(frozen=True)
+class _Update:
+    """A stored file lacking facts of some of the run's extractors."""
+
+    asset_id: int
+    extractors: tuple[Extractor, ...]
+    note: str = ""
 
 
 def run_ingest(
@@ -143,6 +172,8 @@ class _Run:
         rates = [e.sample_rate for e in options.extractors if e.sample_rate]
         self.sample_rate = max(rates, default=DEFAULT_SAMPLE_RATE)
         self.vector_tables: dict[tuple[str, str, str], str] = {}
+        self.by_identity = {_identity(e): e for e in options.extractors}
+        self.updates: dict[str, _Update] = {}  # by path
         self.summary = IngestSummary(run_id=0)
         self.executor: ProcessPoolExecutor | None = None
         self.total = self.done = 0
@@ -176,11 +207,11 @@ class _Run:
             )
         status: Literal["finished", "failed", "interrupted"] = "failed"
         try:
-            todo = self._resume(entries)
-            if todo:
+            todo, updates = self._resume(entries)
+            if todo or updates:
                 self.executor = self._new_executor()
-                hashed = self._hash(todo)
-                self._ingest(self._drop_known_hashes(hashed))
+                new = self._drop_known_hashes(self._hash(todo)) if todo else []
+                self._ingest(updates + new)
             status = "finished"
         except KeyboardInterrupt:
             status = "interrupted"
@@ -192,18 +223,29 @@ class _Run:
             self._finish(status)
         return self.summary
 
-    def _resume(self, entries: list[FileEntry]) -> list[FileEntry]:
-        """Skip files stored (or quarantined) with the same size and mtime, without hashing."""
+    def _resume(
+        self, entries: list[FileEntry]
+    ) -> tuple[list[FileEntry], list[tuple[FileEntry, str]]]:
+        """Files to hash, and stored files to update; skip the rest, without hashing.
+
+        Files stored (or quarantined) with the same size and mtime are not hashed again.
+        """
         with self.store.connection("checking what is stored") as conn:
             known = catalog.known_files(conn, [e.path for e in entries])
-        todo = []
+            stored = [k.asset_id for k in known.values() if k.asset_id is not None]
+            missing = self._missing(conn, stored)
+        todo, updates = [], []
         for entry in entries:
             seen = known.get(entry.path)
             unchanged = seen is not None and (seen.size, seen.mtime_ns) == (
                 entry.size,
                 entry.mtime_ns,
             )
-            if unchanged and seen.kind == "asset":
+            if unchanged and seen.kind == "asset" and seen.asset_id in missing:
+                assert seen.content_hash is not None and seen.asset_id is not None
+                self.updates[entry.path] = _Update(seen.asset_id, missing[seen.asset_id])
+                updates.append((entry, seen.content_hash))
+            elif unchanged and seen.kind == "asset":
                 self._outcome(FileOutcome(entry.path, "skipped", f"already stored ({seen.detail})"))
             elif unchanged and not self.options.retry_quarantined:
                 self._outcome(
@@ -215,7 +257,16 @@ class _Run:
                 )
             else:
                 todo.append(entry)
-        return todo
+        return todo, updates
+
+    def _missing(
+        self, conn: psycopg.Connection, asset_ids: list[int]
+    ) -> dict[int, tuple[Extractor, ...]]:
+        """asset id -> the run's extractors it has no facts of (complete assets left out)."""
+        if not asset_ids or not self.by_identity:
+            return {}
+        gaps = catalog.missing_models(conn, asset_ids, list(self.by_identity))
+        return {a: tuple(self.by_identity[m] for m in models) for a, models in gaps.items()}
 
     def _hash(self, entries: list[FileEntry]) -> list[tuple[FileEntry, str]]:
         assert self.executor is not None
@@ -239,10 +290,16 @@ class _Run:
     def _drop_known_hashes(
         self, hashed: list[tuple[FileEntry, str]]
     ) -> list[tuple[FileEntry, str]]:
-        """Skip content already stored (and move the stored path if the file moved)."""
+        """Skip content already stored (and move the stored path if the file moved).
+
+        A stored asset lacking facts of some extractors is updated from its first file here
+        (unless `_resume` already planned to update it from its stored path).
+        """
         digests = [d for _, d in hashed]
         with self.store.transaction("checking stored content") as conn:
             stored = catalog.assets_by_hash(conn, digests)
+            planned = {u.asset_id for u in self.updates.values()}
+            missing = self._missing(conn, [a for a, _ in stored.values() if a not in planned])
             bad = (
                 {} if self.options.retry_quarantined else catalog.quarantined_hashes(conn, digests)
             )
@@ -250,6 +307,7 @@ class _Run:
             for entry, digest in hashed:
                 if digest in stored:
                     asset_id, old_path = stored[digest]
+                    note = ""
                     if old_path != entry.path and not Path(old_path).exists():
                         catalog.relocate_asset(
                             conn,
@@ -258,7 +316,8 @@ class _Run:
                             size=entry.size,
                             mtime_ns=entry.mtime_ns,
                         )
-                        reason = f"already stored (asset {asset_id}); moved from {old_path}"
+                        note = f"moved from {old_path}"
+                        reason = f"already stored (asset {asset_id}); {note}"
                         stored[digest] = (asset_id, entry.path)
                     elif old_path == entry.path:
                         reason = f"already stored (asset {asset_id}; file touched, same content)"
@@ -270,8 +329,14 @@ class _Run:
                             mtime_ns=entry.mtime_ns,
                         )
                     else:
-                        reason = f"same content as {old_path} (asset {asset_id})"
-                    self._outcome(FileOutcome(entry.path, "skipped", reason))
+                        note = f"same content as {old_path}"
+                        reason = f"{note} (asset {asset_id})"
+                    gaps = missing.pop(asset_id, None)  # the asset's first file here updates it
+                    if gaps:
+                        self.updates[entry.path] = _Update(asset_id, gaps, note)
+                        todo.append((entry, digest))
+                    else:
+                        self._outcome(FileOutcome(entry.path, "skipped", reason))
                 elif digest in bad:
                     self._outcome(
                         FileOutcome(entry.path, "skipped", f"quarantined before: {bad[digest]}")
@@ -380,18 +445,27 @@ class _Run:
                     )
                 )
                 continue
-            self._write(item, item_facts)
+            update = self.updates.get(item.path)
+            if update is None:
+                self._write(item, item_facts)
+            else:
+                self._update(item, item_facts, update)
 
     def _extract(
         self, batch: list[IngestItem]
     ) -> tuple[list[list[catalog.FactRecord]], dict[str, str]]:
-        """Every extractor once over the batch; on failure, item by item to isolate bad files."""
+        """Each extractor once over the files of the batch that need it; on failure, file by file
+        to isolate bad files."""
         records: list[list[catalog.FactRecord]] = [[] for _ in batch]
         failures: dict[str, str] = {}
         for extractor in self.options.extractors:
-            live = [i for i, item in enumerate(batch) if item.path not in failures]
+            live = [
+                i
+                for i, item in enumerate(batch)
+                if item.path not in failures and self._needs(item.path, extractor)
+            ]
             if not live:
-                break
+                continue
             try:
                 outputs = _call(extractor, [batch[i] for i in live])
                 groups = [(live, outputs)]
@@ -453,34 +527,19 @@ class _Run:
             windows=[(w.index, w.start_s, w.end_s) for w in item.windows],
             chromaprint=item.chromaprint,
         )
-        try:
-            with self.store.pool.connection() as conn, conn.transaction():
-                result = catalog.add_asset(
-                    conn,
-                    asset,
-                    facts,
-                    run_id=self.summary.run_id,
-                    set_name=self.options.set_name,
-                    vector_tables=self.vector_tables,
-                )
-        except (psycopg.DataError, psycopg.IntegrityError) as exc:
-            # This file's values were refused (e.g. out of range): the file, not the run, fails.
-            self._reject(
-                Rejected(
-                    item.path,
-                    item.content_hash,
-                    item.size,
-                    item.mtime_ns,
-                    "write",
-                    f"refused by the database: {str(exc).strip()}",
-                )
-            )
+        result = self._in_transaction(
+            item,
+            lambda conn: catalog.add_asset(
+                conn,
+                asset,
+                facts,
+                run_id=self.summary.run_id,
+                set_name=self.options.set_name,
+                vector_tables=self.vector_tables,
+            ),
+        )
+        if result is None:
             return
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise StoreError(
-                f"writing {item.path} to {self.store.where}: "
-                f"{scrub(str(exc).strip(), self.store.dsn)}"
-            ) from None
         if result.status == "duplicate":
             self._outcome(
                 FileOutcome(
@@ -504,9 +563,94 @@ class _Run:
         if item.chromaprint_note:
             log.info("%s: %s", item.path, item.chromaprint_note)
 
+    def _update(self, item: IngestItem, facts: list[catalog.FactRecord], update: _Update) -> None:
+        """Add the missing extractors' facts to the stored asset."""
+        result = self._in_transaction(
+            item,
+            lambda conn: catalog.add_facts(
+                conn,
+                update.asset_id,
+                [(w.index, w.start_s, w.end_s) for w in item.windows],
+                facts,
+                run_id=self.summary.run_id,
+                vector_tables=self.vector_tables,
+            ),
+        )
+        if result is None:
+            return
+        produced = {f.model for f in facts}
+        added = [e for e in update.extractors if _identity(e) in result.added]
+        raced = [e for e in update.extractors if _identity(e) in result.present]
+        idle = [e for e in update.extractors if _identity(e) not in produced]
+        parts = [f"added facts of {_names(added)}"] if added else []
+        if raced:
+            parts.append(f"facts of {_names(raced)} added by another run")
+        if idle:
+            parts.append(f"no facts from {_names(idle)}")
+        if result.new_windows:
+            parts.append(f"{result.new_windows} new windows")
+        if update.note:
+            parts.append(update.note)
+        reason = "; ".join(parts)
+        if added:
+            self._outcome(
+                FileOutcome(
+                    item.path,
+                    "updated",
+                    reason,
+                    result.song_id,
+                    update.asset_id,
+                    item.duration_s,
+                )
+            )
+        else:
+            self._outcome(
+                FileOutcome(
+                    item.path, "skipped", f"already stored (asset {update.asset_id}); {reason}"
+                )
+            )
+
+    def _in_transaction(
+        self, item: IngestItem, write: Callable[[psycopg.Connection], T]
+    ) -> T | None:
+        """`write` in the file's own transaction; None if the database refused the file."""
+        try:
+            with self.store.pool.connection() as conn, conn.transaction():
+                return write(conn)
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            # This file's values were refused (e.g. out of range): the file, not the run, fails.
+            self._reject(
+                Rejected(
+                    item.path,
+                    item.content_hash,
+                    item.size,
+                    item.mtime_ns,
+                    "write",
+                    f"refused by the database: {str(exc).strip()}",
+                )
+            )
+            return None
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise StoreError(
+                f"writing {item.path} to {self.store.where}: "
+                f"{scrub(str(exc).strip(), self.store.dsn)}"
+            ) from None
+
     # -- helpers --------------------------------------------------------------------------
 
+    def _needs(self, path: str, extractor: Extractor) -> bool:
+        update = self.updates.get(path)
+        return update is None or extractor in update.extractors
+
     def _reject(self, rejected: Rejected) -> None:
+        update = self.updates.get(rejected.path)
+        if update is not None:  # a stored file: never quarantined, the asset stays as it was
+            reason = (
+                f"{rejected.reason}; not quarantined: already stored (asset {update.asset_id}), "
+                f"left as it was without facts of {_names(update.extractors)}"
+            )
+            self._outcome(FileOutcome(rejected.path, "failed", reason, asset_id=update.asset_id))
+            return
         moved_to = None
         if self.options.quarantine_dir is not None and Path(rejected.path).exists():
             moved_to = _move_aside(Path(rejected.path), self.options.quarantine_dir)
@@ -540,7 +684,8 @@ class _Run:
             sample_rate=self.sample_rate,
             window_s=self.options.window_s,
             hop_s=self.options.hop_s,
-            with_chromaprint=self.fpcalc is not None,
+            # A stored file keeps its Chromaprint (and song): updates do not compute one.
+            with_chromaprint=self.fpcalc is not None and entry.path not in self.updates,
         )
 
     def _new_executor(self) -> ProcessPoolExecutor:
@@ -558,6 +703,11 @@ class _Run:
 
     def _finish(self, status: Literal["finished", "failed", "interrupted"]) -> None:
         s = self.summary
+        notes = list(s.notes)  # the run record has no columns for updates: say it here
+        if s.updated:
+            notes.append(f"{len(s.updated)} stored files got facts of missing extractors")
+        if s.failed:
+            notes.append(f"{len(s.failed)} stored files could not get them (left as they were)")
         try:
             with self.store.transaction("closing the ingest run") as conn:
                 catalog.finish_run(
@@ -569,16 +719,24 @@ class _Run:
                     skipped=len(s.skipped),
                     quarantined=len(s.quarantined),
                     audio_seconds=s.audio_s,
-                    notes=s.notes,
+                    notes=notes,
                 )
         except StoreError as exc:
             log.warning("could not record the end of run %s: %s", s.run_id, exc)
 
 
+def _identity(extractor: Extractor) -> Identity:
+    return (extractor.name, extractor.version, extractor.feature_set)
+
+
+def _names(extractors: Iterable[Extractor]) -> str:
+    return ", ".join(f"{e.name} {e.version}" for e in extractors)
+
+
 def _check_extractors(extractors: Sequence[Extractor]) -> None:
     seen = set()
     for extractor in extractors:
-        identity = (extractor.name, extractor.version, extractor.feature_set)
+        identity = _identity(extractor)
         if not all(isinstance(x, str) and x for x in identity):
             raise UserError(f"extractor {extractor!r} needs a name, version and feature_set")
         if extractor.name == "chromaprint" or identity in seen:

@@ -1,8 +1,9 @@
 """`refingerprint`: bring a catalogue's fingerprints to the current fingerprint version.
 
-Stored files are skipped by `catalog add`, so after a fingerprint change their old facts
-would never match again. This re-reads each such file from its stored path and replaces its
-fingerprint fact and postings, one transaction per file (a crash leaves whole files only).
+After a fingerprint change, stored files' old facts never match again. `catalog add` with the
+landmark extractor replaces them for the files it is given; this re-reads every such file from
+its stored path and replaces its fingerprint fact and postings, one transaction per file (a
+crash leaves whole files only).
 """
 
 from __future__ import annotations

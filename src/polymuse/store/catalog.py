@@ -10,6 +10,7 @@ Bulk rows (postings, vectors) are loaded with binary `COPY`.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import os
@@ -33,6 +34,7 @@ FeatureType = Literal["fingerprint", "embedding", "descriptor"]
 SONG_LOCK = int.from_bytes(b"pm-songs", "big")
 HNSW_MAX_DIM = 2000  # pgvector's limit for an HNSW index on `vector`
 HALFVEC_MAX_DIM = 4000  # ... and on `halfvec`, used through an expression index above that
+WINDOW_MATCH_S = 0.01  # a stored window with start and end this close is the same window
 _PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
 _PGCOPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
 
@@ -84,6 +86,11 @@ class FactRecord:
     hashes: np.ndarray | None = None
     offsets: np.ndarray | None = None
 
+    @property
+    def model(self) -> tuple[str, str, str]:
+        """The model identity: (name, version, feature set)."""
+        return (self.model_name, self.model_version, self.feature_set_name)
+
 
 @dataclass(frozen=True)
 class AddResult:
@@ -97,6 +104,16 @@ class AddResult:
 
 
 @dataclass(frozen=True)
+class FactsResult:
+    """What `add_facts` did: models added, models the file had already, windows made."""
+
+    song_id: int
+    added: tuple[tuple[str, str, str], ...]
+    present: tuple[tuple[str, str, str], ...]
+    new_windows: int
+
+
+@dataclass(frozen=True)
 class KnownFile:
     """A path the catalogue has seen: stored as an asset or quarantined."""
 
@@ -105,6 +122,7 @@ class KnownFile:
     mtime_ns: int | None
     content_hash: str | None
     detail: str
+    asset_id: int | None = None
 
 
 # -- runs --------------------------------------------------------------------------------
@@ -199,7 +217,7 @@ def known_files(conn: psycopg.Connection, paths: Sequence[str]) -> dict[str, Kno
         {"paths": list(paths)},
     ).fetchall()
     for path, size, mtime, digest, asset_id in rows:
-        found[path] = KnownFile("asset", size, mtime, digest, f"asset {asset_id}")
+        found[path] = KnownFile("asset", size, mtime, digest, f"asset {asset_id}", int(asset_id))
     return found
 
 
@@ -211,6 +229,29 @@ def assets_by_hash(conn: psycopg.Connection, hashes: Sequence[str]) -> dict[str,
         {"hashes": list(hashes)},
     ).fetchall()
     return {digest: (int(asset_id), path) for digest, asset_id, path in rows}
+
+
+def missing_models(
+    conn: psycopg.Connection, asset_ids: Sequence[int], models: Sequence[tuple[str, str, str]]
+) -> dict[int, list[tuple[str, str, str]]]:
+    """asset id -> the models (name, version, feature set) with no fact on it or its windows.
+
+    Models keep the order of `models`; assets that have facts of every model are left out.
+    """
+    missing: dict[int, list[tuple[str, str, str]]] = {}
+    for model in models:
+        rows = conn.execute(
+            "SELECT a FROM unnest(%(ids)s::bigint[]) AS a WHERE NOT EXISTS (SELECT 1 FROM "
+            "feature_fact f WHERE f.object_id = a AND f.model_name = %(m)s "
+            "AND f.model_version = %(v)s AND f.feature_set_name = %(f)s) "
+            "AND NOT EXISTS (SELECT 1 FROM audio_object w JOIN feature_fact f USING (object_id) "
+            "WHERE w.object_type = 'window' AND w.parent_object_id = a AND f.model_name = %(m)s "
+            "AND f.model_version = %(v)s AND f.feature_set_name = %(f)s)",
+            {"ids": list(asset_ids), "m": model[0], "v": model[1], "f": model[2]},
+        ).fetchall()
+        for (asset_id,) in rows:
+            missing.setdefault(int(asset_id), []).append(model)
+    return missing
 
 
 def quarantined_hashes(conn: psycopg.Connection, hashes: Sequence[str]) -> dict[str, str]:
@@ -301,6 +342,48 @@ def add_asset(
         add_to_set(conn, set_name, [song_id])
     conn.execute("DELETE FROM quarantine WHERE file_path = %(path)s", {"path": asset.path})
     return AddResult("added", asset_id, song_id, matched_by)
+
+
+def add_facts(
+    conn: psycopg.Connection,
+    asset_id: int,
+    windows: Sequence[tuple[int, float, float]],
+    facts: Sequence[FactRecord],
+    *,
+    run_id: int | None = None,
+    vector_tables: dict[tuple[str, str, str], str] | None = None,
+) -> FactsResult:
+    """Add facts of models a stored file lacks to its asset and windows; nothing else changes.
+
+    Call inside a transaction: with the caller's commit the file gets all of them or none.
+    `windows` (index, start, end) are those the facts' `window` indexes: each is a stored
+    window with the same span, or is added after the stored ones if a fact needs it. Facts of
+    models the file has already (another run added them meanwhile) are left out. A whole-file
+    fact without a vector replaces the file's facts of its model's other versions (an old
+    fingerprint's postings would never match again; they go by cascade).
+    """
+    row = conn.execute(
+        "SELECT entity_id FROM audio_object WHERE object_id = %(id)s AND object_type = 'asset' "
+        "FOR UPDATE",
+        {"id": asset_id},
+    ).fetchone()
+    if row is None:
+        raise StoreError(f"asset {asset_id} is not in the catalogue")
+    song_id = int(row[0])
+    models = list(dict.fromkeys(f.model for f in facts))
+    lacking = missing_models(conn, [asset_id], models).get(asset_id, [])
+    facts = [f for f in facts if f.model in lacking]
+    superseded = {f.model_name for f in facts if f.window is None and f.vector is None}
+    if superseded:
+        conn.execute(
+            "DELETE FROM feature_fact WHERE object_id = %(id)s AND model_name = ANY(%(models)s)",
+            {"id": asset_id, "models": sorted(superseded)},
+        )
+    needed = {f.window for f in facts if f.window is not None}
+    window_ids, made = _match_windows(conn, asset_id, song_id, windows, needed, run_id)
+    _insert_facts(conn, asset_id, song_id, window_ids, facts, run_id, vector_tables or {})
+    present = tuple(m for m in models if m not in lacking)
+    return FactsResult(song_id, tuple(lacking), present, made)
 
 
 def replace_facts(conn: psycopg.Connection, asset_id: int, facts: Sequence[FactRecord]) -> None:
@@ -412,6 +495,46 @@ def _insert_windows(
         },
     ).fetchall()
     return {int(i): int(object_id) for i, object_id in rows}
+
+
+def _match_windows(
+    conn: psycopg.Connection,
+    asset_id: int,
+    song_id: int,
+    windows: Sequence[tuple[int, float, float]],
+    needed: set[int],
+    run_id: int | None,
+) -> tuple[dict[int, int], int]:
+    """Stored window id for each `needed` index of `windows`, adding the ones not stored.
+
+    Returns the ids and how many windows were added (numbered after the stored ones).
+    """
+    stored = sorted(
+        conn.execute(
+            "SELECT start_s, end_s, object_id, window_index FROM audio_object "
+            "WHERE object_type = 'window' AND parent_object_id = %(id)s",
+            {"id": asset_id},
+        ).fetchall()
+    )
+    starts = [s for s, *_ in stored]
+    spans = {index: (start, end) for index, start, end in windows if index in needed}
+    found: dict[int, int] = {}
+    new: list[int] = []
+    for index, (start, end) in sorted(spans.items()):
+        j = bisect.bisect_left(starts, start - WINDOW_MATCH_S)
+        while j < len(stored) and starts[j] <= start + WINDOW_MATCH_S:
+            if abs(stored[j][1] - end) <= WINDOW_MATCH_S:
+                found[index] = int(stored[j][2])
+                break
+            j += 1
+        else:
+            new.append(index)
+    first = max((int(w[3]) for w in stored), default=-1) + 1
+    made = _insert_windows(
+        conn, asset_id, song_id, [(first + k, *spans[i]) for k, i in enumerate(new)], run_id
+    )
+    found.update({i: made[first + k] for k, i in enumerate(new)})
+    return found, len(new)
 
 
 def _insert_facts(
