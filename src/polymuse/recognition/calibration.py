@@ -2,8 +2,12 @@
 
 Features of a query's best candidate (see `Evidence`): log(1 + reference peaks its
 verification found), log(1 + the same for the best other song), the fraction found,
-log(1 + its hash score), the share of the query's own dominant peaks it explains, and the share
-of the checked reference peaks the query is quiet at (absent notes, not masked ones).
+log(1 + its hash score), the share of the query's own dominant peaks it explains, the share
+of the checked reference peaks the query is quiet at (absent notes, not masked ones), how far
+below its local maximum the query lies there on average (dB), and log(1 + the query's steady
+dominant peaks it explains) and log(1 + those it leaves unexplained) (noise is seldom steady,
+a look-alike's other notes are; see `listening`). Counts, not their ratio: three of three
+explained is weak evidence, not perfect evidence.
 The model is fitted by `polymuse eval recognition` on known queries (label: the top match is
 right) and out-of-catalogue queries (label: 0), and stored as JSON in the package
 (`polymuse/data/recognition_calibration.json`) with the acceptance threshold chosen on the
@@ -29,7 +33,14 @@ FEATURES = (
     "log1p_score",
     "precision",
     "absence",
+    "depth_db",
+    "log1p_steady_explained",
+    "log1p_steady_unexplained",
 )
+SIGNS = (1, -1, 1, 1, 1, -1, -1, 1, -1)
+"""Which way each feature may push the confidence: evidence for a match never counts against
+it. Unconstrained, correlated features take opposite weights that cancel on the fitting data
+and give far look-alikes a high confidence."""
 
 
 @dataclass(frozen=True)
@@ -48,13 +59,19 @@ class Evidence:
     """Share of the query's own dominant peaks the reference explains."""
     absence: float = 0.0
     """Share of the checked reference peaks where the query is quiet (`matching.QUIET_DB`)."""
+    depth_db: float = 0.0
+    """Mean dB the query lies below its local maximum at the checked reference peaks."""
+    steady: int = 0
+    """The query's steady dominant peaks (held notes, not glides or bursts) ..."""
+    steady_explained: int = 0
+    """... that the reference explains."""
 
 
 @dataclass(frozen=True)
 class Calibration:
     """Logistic weights (bias first, then one per feature) and the acceptance threshold."""
 
-    weights: tuple[float, ...] = (-10.0, 2.0, -2.0, 5.0, 1.0, 3.0, -15.0)
+    weights: tuple[float, ...] = (-10.0, 2.0, -2.0, 5.0, 1.0, 1.0, -15.0, -0.2, 0.5, -1.0)
     threshold: float = 0.5
     fingerprint_version: str = ""
     fitted_on: dict[str, float | int | str] = field(default_factory=dict)
@@ -102,6 +119,9 @@ def features(evidence: list[Evidence]) -> np.ndarray:
             np.log1p(e.score),
             e.precision,
             e.absence,
+            e.depth_db,
+            np.log1p(e.steady_explained),
+            np.log1p(e.steady - e.steady_explained),
         )
         for e in evidence
     ]
@@ -115,11 +135,28 @@ def fit(
     l2: float = 1e-3,
     iterations: int = 50,
 ) -> np.ndarray:
-    """Logistic regression weights by Newton's method (lightly L2-regularised)."""
+    """Logistic regression weights with the `SIGNS` constraints (lightly L2-regularised).
+
+    Active set: fit, drop the feature whose weight has the wrong sign by the most, refit, until
+    every weight left has its sign; dropped features weigh 0.
+    """
     x = features(evidence)
     y = np.asarray(correct, dtype=np.float64)
     if len(np.unique(y)) < 2:
         raise ParameterError("calibration needs both right and wrong answers")
+    signs = np.array((0, *SIGNS))
+    active = np.ones(x.shape[1], dtype=bool)
+    while True:
+        w = np.zeros(x.shape[1])
+        w[active] = _newton(x[:, active], y, l2=l2, iterations=iterations)
+        wrong = signs * w < 0
+        if not wrong.any():
+            return w
+        active[np.argmin(np.where(wrong, signs * w, 0.0))] = False
+
+
+def _newton(x: np.ndarray, y: np.ndarray, *, l2: float, iterations: int) -> np.ndarray:
+    """Unconstrained logistic regression by Newton's method."""
     w = np.zeros(x.shape[1])
     for _ in range(iterations):
         p = _sigmoid(x @ w)

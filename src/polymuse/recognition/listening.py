@@ -1,10 +1,16 @@
-"""What the recognizer hears of a query: its probes, and where the query is clearly quiet.
+"""What the recognizer hears of a query: its probes, where it is clearly quiet, and which of
+its peaks are steady tones.
 
 A reference peak a query does not show is either hidden (noise, reverberation or a codec put
 energy over it: the query is loud there) or absent (the query is quiet there: it plays other
 notes). Only absence speaks against a match, and it separates look-alikes (another piece in the
 same key and rhythm) from degraded true matches far better than the share of peaks found,
 which noise lowers for both. `Listening.depth` is what the verification reads it from.
+
+A look-alike also leaves some of the query's own notes unexplained, but so does noise: speech
+and crowd noise add strong peaks no reference explains. Those glide in pitch or die away within
+a few frames, while a held note keeps its partial in place, so the verification measures how
+many of the query's *steady* strong peaks the reference explains (`Listening.steady`).
 """
 
 from __future__ import annotations
@@ -18,15 +24,22 @@ from polymuse.tools import fingerprint
 from polymuse.tools.fingerprint import QUERY, QueryPrint
 from polymuse.tools.fingerprint.peaks import log_spectrogram, prepare
 
+STEADY_FRAMES = 4
+"""A steady peak stays a spectral peak this many frames (64 ms) either side ..."""
+STEADY_DB = 10.0
+"""... within one bin and this many dB of its level."""
+
 
 @dataclass(frozen=True)
 class Listening:
-    """A query's fingerprint and its depth map."""
+    """A query's fingerprint, its depth map and its steady peaks."""
 
     query: QueryPrint
     depth: np.ndarray
     """float32 (frames, bins): dB below the query's local maximum (the query's own peak
     neighbourhood), the least within one frame and bin, so a peak and its surroundings read 0."""
+    steady: np.ndarray
+    """bool per query peak (`query.peak_t` order): a steady tone, not a glide or a burst."""
 
 
 def listen(audio: np.ndarray, sample_rate: int) -> Listening:
@@ -36,4 +49,24 @@ def listen(audio: np.ndarray, sample_rate: int) -> Listening:
     size = (2 * QUERY.time_radius + 1, 2 * QUERY.freq_radius + 1)
     below = ndimage.maximum_filter(spec, size=size, mode="nearest") - spec
     depth = ndimage.minimum_filter(below, size=3, mode="nearest")
-    return Listening(fingerprint.query_spectrogram(spec, len(y) / fingerprint.ANALYSIS_RATE), depth)
+    query = fingerprint.query_spectrogram(spec, len(y) / fingerprint.ANALYSIS_RATE)
+    return Listening(query, depth, steady_peaks(spec, query))
+
+
+def steady_peaks(spec: np.ndarray, query: QueryPrint) -> np.ndarray:
+    """Which of the query's peaks hold: a spectral peak (within one bin) at `STEADY_DB` or less
+    below the peak's level in every frame `STEADY_FRAMES` either side."""
+    frames, bins = spec.shape
+    if not len(query.peak_t) or bins < 3:
+        return np.zeros(len(query.peak_t), dtype=bool)
+    t = np.clip(np.rint(query.peak_t).astype(np.int64), 0, frames - 1)
+    f = np.clip(fingerprint.bin_of(query.peak_p), 1, bins - 2)
+    crest = np.zeros(spec.shape, dtype=bool)
+    crest[:, 1:-1] = (spec[:, 1:-1] >= spec[:, :-2]) & (spec[:, 1:-1] >= spec[:, 2:])
+    crest = ndimage.maximum_filter(crest, size=(1, 3))
+    level = spec[t, f]
+    steady = np.ones(len(t), dtype=bool)
+    for dt in range(-STEADY_FRAMES, STEADY_FRAMES + 1):
+        near = np.clip(t + dt, 0, frames - 1)
+        steady &= crest[near, f] & (spec[near, f] >= level - STEADY_DB)
+    return steady

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from polymuse.recognition.index import Hits
+from polymuse.recognition.listening import Listening
 from polymuse.tools import fingerprint
 from polymuse.tools.fingerprint import FRAME_S, QUERY, QueryPrint
 from polymuse.tools.fingerprint.peaks import ANALYSIS_RATE, F_MAX, F_MIN, HOP, N_FFT
@@ -178,6 +179,8 @@ EDGE_FRAMES = 12
 QUIET_DB = 20.0
 """A reference peak is absent from the query when the query lies this far below its local
 maximum there (quiet, not masked by noise or reverberation; see `listening`)."""
+DEPTH_CAP_DB = 30.0
+"""Depths are capped here before averaging: deeper is just as absent."""
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,13 @@ class Verification:
     """... that a reference peak explains: a look-alike lacks the query's own notes."""
     absent: int = 0
     """Checked reference peaks where the query is quiet: notes the query does not play."""
+    steady: int = 0
+    """The `strong` peaks that are steady tones (`listening.steady_peaks`) ..."""
+    steady_explained: int = 0
+    """... that a reference peak explains: noise is seldom steady, a look-alike's notes are."""
+    depth_db: float = 0.0
+    """Mean dB (at most `DEPTH_CAP_DB`) the query lies below its local maximum at the checked
+    reference peaks: near 0 when they are the query's peaks or sit beside them."""
 
     @property
     def fraction(self) -> float:
@@ -211,8 +221,7 @@ class Verification:
 def verify(
     candidate: Candidate,
     reference_peaks: np.ndarray,
-    query: QueryPrint,
-    depth: np.ndarray,
+    heard: Listening,
     *,
     span_s: tuple[float, float] | None = None,
     tolerance: float = QUERY.scale_tolerance,
@@ -224,11 +233,13 @@ def verify(
     grid within the tolerance; the best shift counts. Random look-alikes share hashes but not
     the rest of the constellation, so this separates them from true matches far better than
     the hash count alone (after Sonnleitner & Widmer's verification step). Reference peaks
-    that fall where the query's `depth` map (`listening.Listening.depth`) reads more than
-    `QUIET_DB` are counted as absent. Peaks the best shift moves out of the analysed band
-    (`_band_pitch`), on either side, are left out of every count. `span_s` limits the check to
-    a stretch of the query (a timeline window), in seconds.
+    that fall where the query's depth map (`Listening.depth`) reads more than `QUIET_DB` are
+    counted as absent, and the map's mean over them is the match's `depth_db`. Peaks the best
+    shift moves out of the analysed band (`_band_pitch`), on either side, are left out of every
+    count. `span_s` limits the check to a stretch of the query (a timeline window), in
+    seconds.
     """
+    query, depth = heard.query, heard.depth
     t_ref, p_ref = fingerprint.unpack_peaks(reference_peaks)
     ratio, offset = candidate.ratio, candidate.offset_s / FRAME_S
     expected = (t_ref - offset) / ratio
@@ -284,15 +295,24 @@ def verify(
     other = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
     other += np.repeat(lo, counts)
     diff = query.peak_p[strong][own] - p_sorted[other] - best_shift
-    explained = len(np.unique(own[np.abs(diff) <= close]))
-    # Where each checked reference peak lies in the query's spectrogram (first bin: F_MIN).
-    bin_hz = ANALYSIS_RATE / N_FFT
-    hz = F_MIN * 2 ** ((p_ref[inside] + best_shift) / (12 * steps))
-    bins = np.rint(hz / bin_hz).astype(np.int64) - int(np.floor(F_MIN / bin_hz))
+    explained = np.zeros(len(strong), dtype=bool)
+    explained[own[np.abs(diff) <= close]] = True
+    steady = heard.steady[strong]
+    # Where each checked reference peak lies in the query's spectrogram.
     cells_t = np.clip(np.rint(te).astype(np.int64), 0, depth.shape[0] - 1)
-    cells_f = np.clip(bins, 0, depth.shape[1] - 1)
-    absent = int(np.count_nonzero(depth[cells_t, cells_f] > QUIET_DB))
-    return Verification(len(inside), best, best_shift / steps, len(strong), explained, absent)
+    cells_f = np.clip(fingerprint.bin_of(p_ref[inside] + best_shift), 0, depth.shape[1] - 1)
+    below = depth[cells_t, cells_f]
+    return Verification(
+        checked=len(inside),
+        found=best,
+        pitch_shift=best_shift / steps,
+        strong=len(strong),
+        explained=int(explained.sum()),
+        absent=int(np.count_nonzero(below > QUIET_DB)),
+        steady=int(steady.sum()),
+        steady_explained=int((explained & steady).sum()),
+        depth_db=float(np.minimum(below, DEPTH_CAP_DB).mean()) if len(below) else 0.0,
+    )
 
 
 def _band_pitch() -> tuple[float, float]:

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from polymuse.schema import Model
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 
 class SongMatch(Model):
@@ -39,6 +39,11 @@ class SongMatch(Model):
     peaks_absent: int = Field(
         0, description="Reference peaks under the span where the query is quiet (other notes)"
     )
+    depth_db: float = Field(
+        0.0, description="Mean dB the query lies below its local maximum at the checked peaks"
+    )
+    steady_peaks: int = Field(0, description="The query's strong peaks that are held notes")
+    steady_explained: int = Field(0, description="... that the reference explains")
     constellation_votes: int = Field(
         0,
         description="Query peaks on the line when the constellation search proposed this song "

@@ -189,7 +189,7 @@ class Recognizer:
         songs = self.catalogue.describe(ids) if ids else {}
         peaks = self._reference_peaks(ids)
         checked = [
-            (c, matching.verify(c, peaks[c.asset_id], query, heard.depth, span_s=span_s))
+            (c, matching.verify(c, peaks[c.asset_id], heard, span_s=span_s))
             for c in candidates
             if c.asset_id in songs and c.asset_id in peaks
         ]
@@ -212,6 +212,9 @@ class Recognizer:
                 score=c.score,
                 precision=v.precision,
                 absence=v.absence,
+                depth_db=v.depth_db,
+                steady=v.steady,
+                steady_explained=v.steady_explained,
             )
             confidence = self.calibration.confidence(evidence)
             matches.append(_song_match(c, v, songs[c.asset_id], confidence))
@@ -247,6 +250,9 @@ def _song_match(
         peaks_found=v.found,
         precision=round(v.precision, 3),
         peaks_absent=v.absent,
+        depth_db=round(v.depth_db, 2),
+        steady_peaks=v.steady,
+        steady_explained=v.steady_explained,
         constellation_votes=c.votes,
     )
 

@@ -23,6 +23,7 @@ from polymuse.tools.fingerprint.peaks import (
     ANALYSIS_RATE,
     F_MIN,
     FRAME_S,
+    N_FFT,
     dominant,
     find_peaks,
     log_spectrogram,
@@ -142,6 +143,13 @@ def query_spectrogram(
 def pitch_of(hz: np.ndarray) -> np.ndarray:
     """Pitch in `PITCH_STEPS` per semitone above `F_MIN`."""
     return 12 * PITCH_STEPS * np.log2(np.asarray(hz, dtype=np.float64) / F_MIN)
+
+
+def bin_of(pitch: np.ndarray) -> np.ndarray:
+    """int64 `log_spectrogram` column (nearest bin) of a pitch (`pitch_of`'s unit)."""
+    bin_hz = ANALYSIS_RATE / N_FFT
+    hz = F_MIN * 2 ** (np.asarray(pitch, dtype=np.float64) / (12 * PITCH_STEPS))
+    return np.rint(hz / bin_hz).astype(np.int64) - int(np.floor(F_MIN / bin_hz))
 
 
 def pack_peaks(t: np.ndarray, pitch: np.ndarray) -> np.ndarray:
