@@ -279,10 +279,9 @@ class SemanticLane:
         unavailable = None
         if not tables:
             unavailable = (
-                f"the catalogue has no window embeddings of {model_name}: files added with "
-                "`catalog add -x spectral-stats,polymuse-triplets,semantic` have them (files "
-                "already stored keep their features); or set audio_encoder to the encoder the "
-                "catalogue was built with"
+                f"the catalogue has no window embeddings of {model_name}: "
+                "`catalog add -x semantic FILES` adds them (to stored files too); or set "
+                "audio_encoder to the encoder the catalogue was built with"
             )
         return cls(
             store,
