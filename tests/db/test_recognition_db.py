@@ -128,17 +128,22 @@ def test_recognize_node(catalogue, settings, tmp_path) -> None:
     assert section.excerpts == []
 
 
+def _age_fingerprint(store, file_name: str) -> None:
+    """Mark a stored file's fingerprint as made by an older version."""
+    with store.transaction() as conn:
+        conn.execute(
+            "UPDATE feature_fact SET model_version = 'old' WHERE model_name = 'polymuse-triplets' "
+            "AND object_id IN (SELECT object_id FROM audio_object WHERE file_path LIKE %(p)s)",
+            {"p": f"%{file_name}"},
+        )
+
+
 def test_refingerprint_replaces_an_older_version(catalogue, settings) -> None:
     """Files fingerprinted by an older version are re-read and match again; others are kept."""
     from polymuse.commands.catalog import app
     from polymuse.recognition.refresh import stale_assets
 
-    with catalogue.transaction() as conn:
-        conn.execute(
-            "UPDATE feature_fact SET model_version = 'old' WHERE model_name = 'polymuse-triplets' "
-            "AND object_id IN (SELECT object_id FROM audio_object "
-            "WHERE file_path LIKE '%Song 2.wav')"
-        )
+    _age_fingerprint(catalogue, "Song 2.wav")
     assert [p.rsplit("/", 1)[-1] for _, p in stale_assets(catalogue)] == ["Band - Song 2.wav"]
     clip = render_song(2, seconds=20.0, sample_rate=SR)[3 * SR : 8 * SR]
     assert Recognizer(PostgresIndex(catalogue)).identify(clip, SR).status == "unknown"
@@ -164,12 +169,7 @@ def test_catalog_add_replaces_an_older_fingerprint(catalogue, tmp_path) -> None:
     """Adding a stored file again gives it the current fingerprint in place of an older one."""
     from polymuse.recognition.refresh import stale_assets
 
-    with catalogue.transaction() as conn:
-        conn.execute(
-            "UPDATE feature_fact SET model_version = 'old' WHERE model_name = 'polymuse-triplets' "
-            "AND object_id IN (SELECT object_id FROM audio_object "
-            "WHERE file_path LIKE '%Song 2.wav')"
-        )
+    _age_fingerprint(catalogue, "Song 2.wav")
     options = IngestOptions(extractors=[LandmarkExtractor()], jobs=1, chromaprint=False)
     summary = run_ingest(catalogue, [tmp_path / "music"], options)
     assert [o.path.rsplit("/", 1)[-1] for o in summary.updated] == ["Band - Song 2.wav"]

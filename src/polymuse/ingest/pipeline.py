@@ -434,16 +434,7 @@ class _Run:
         facts, failures = self._extract(batch)
         for item, item_facts in zip(batch, facts, strict=True):
             if item.path in failures:
-                self._reject(
-                    Rejected(
-                        item.path,
-                        item.content_hash,
-                        item.size,
-                        item.mtime_ns,
-                        "extract",
-                        failures[item.path],
-                    )
-                )
+                self._reject(_rejected(item, "extract", failures[item.path]))
                 continue
             update = self.updates.get(item.path)
             if update is None:
@@ -619,16 +610,7 @@ class _Run:
                 return write(conn)
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
             # This file's values were refused (e.g. out of range): the file, not the run, fails.
-            self._reject(
-                Rejected(
-                    item.path,
-                    item.content_hash,
-                    item.size,
-                    item.mtime_ns,
-                    "write",
-                    f"refused by the database: {str(exc).strip()}",
-                )
-            )
+            self._reject(_rejected(item, "write", f"refused by the database: {str(exc).strip()}"))
             return None
         except (psycopg.Error, PoolTimeout) as exc:
             raise StoreError(
@@ -723,6 +705,10 @@ class _Run:
                 )
         except StoreError as exc:
             log.warning("could not record the end of run %s: %s", s.run_id, exc)
+
+
+def _rejected(item: IngestItem, stage: Literal["extract", "write"], reason: str) -> Rejected:
+    return Rejected(item.path, item.content_hash, item.size, item.mtime_ns, stage, reason)
 
 
 def _identity(extractor: Extractor) -> Identity:
