@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -199,19 +200,26 @@ def test_steady_peaks_are_held_notes_not_glides() -> None:
     assert heard.steady[inner & ~at_note].mean() < 0.2
 
 
+def _varied(base: Evidence, name: str, values: np.ndarray) -> list[Evidence]:
+    return [replace(base, **{name: v}) for v in values]
+
+
 def test_calibration_round_trip_and_fit() -> None:
     rng = np.random.default_rng(0)
     right = [Evidence(int(f), 2, f / 60, 30, 0.8, 0.0, 1.0, 9, 8) for f in rng.integers(20, 60, 50)]
     wrong = [Evidence(int(f), 3, f / 60, 3, 0.2, 0.3, 9.0, 9, 2) for f in rng.integers(0, 10, 50)]
-    weights = calibration.fit(right + wrong, np.array([1] * 50 + [0] * 50))
-    model = Calibration(weights=tuple(weights), threshold=0.5)
+    model = calibration.fit(right + wrong, np.array([1] * 50 + [0] * 50))
+    assert len(model.knots) == len(calibration.FEATURES)
     assert model.confidence(right[0]) > 0.9 > 0.1 > model.confidence(wrong[0])
-    assert all(s * w >= 0 for s, w in zip(calibration.SIGNS, weights[1:], strict=True))
+    # Monotone: more peaks found never lowers the confidence, more depth never raises it.
+    up = model.confidences(_varied(wrong[0], "found", np.arange(0, 80)))
+    down = model.confidences(_varied(right[0], "depth_db", np.linspace(0, 30, 61)))
+    assert np.all(np.diff(up) >= 0) and np.all(np.diff(down) <= 0)
     assert Calibration.from_json(model.to_json()) == model
 
 
 def test_calibration_keeps_evidence_for_a_match_in_favour() -> None:
-    """Data where more explained notes go with wrong answers: the weight is 0, not negative."""
+    """Data where more explained notes go with wrong answers: precision is flat, not falling."""
     rng = np.random.default_rng(1)
     found = rng.integers(5, 60, 200)
     right = found > 30
@@ -219,14 +227,25 @@ def test_calibration_keeps_evidence_for_a_match_in_favour() -> None:
         Evidence(int(f), 10, f / 60, int(f) // 2, 0.2 if r else 0.8)
         for f, r in zip(found, right, strict=True)
     ]
-    weights = calibration.fit(evidence, right.astype(int))
-    assert weights[1 + calibration.FEATURES.index("precision")] == 0.0
-    assert weights[1 + calibration.FEATURES.index("log1p_found")] > 0
+    model = calibration.fit(evidence, right.astype(int))
+    sweep = model.confidences(_varied(evidence[0], "precision", np.linspace(0, 1, 11)))
+    assert np.ptp(sweep) == 0.0
+    assert model.confidence(replace(evidence[0], found=55)) > model.confidence(evidence[0])
+
+
+def test_linear_calibration_without_knots_still_loads() -> None:
+    weights = (-10.0, 2.0, -2.0, 5.0, 1.0, 1.0, -15.0, -0.2, 0.5, -1.0)
+    model = Calibration.from_json(json.dumps({"weights": weights, "threshold": 0.7}))
+    e = Evidence(30, 5, 0.5, 20, 0.5, 0.1, 2.0, 10, 8)
+    x = (1, np.log1p(30), np.log1p(5), 0.5, np.log1p(20), 0.5, 0.1, 2.0, np.log1p(8), np.log1p(2))
+    assert model.confidence(e) == pytest.approx(1 / (1 + np.exp(-np.dot(weights, x))))
+    with pytest.raises(ParameterError, match="weights"):
+        Calibration(weights=weights[:-1])
 
 
 def test_shipped_calibration_loads() -> None:
     model = calibration.default_calibration()
-    assert len(model.weights) == len(calibration.FEATURES) + 1
+    assert model.fingerprint_version == fingerprint.VERSION
     assert 0 < model.threshold < 1
 
 

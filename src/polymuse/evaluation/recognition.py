@@ -32,7 +32,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -378,7 +378,7 @@ def evidence_of(answer: Recognition) -> tuple[Evidence | None, int | None, list[
 def fit_calibration(
     outcomes: Sequence[Outcome], *, fp_target: float
 ) -> tuple[Calibration, dict[str, float]]:
-    """Fit the logistic model on known and unknown outcomes; pick the threshold."""
+    """Fit the monotone logistic model on known and unknown outcomes; pick the threshold."""
     rows, labels, unknown = [], [], []
     for o in outcomes:
         evidence, song, _ = evidence_of(o.answer)
@@ -387,16 +387,15 @@ def fit_calibration(
         rows.append(evidence)
         labels.append(int(o.query.song is not None and song == o.query.song))
         unknown.append(o.query.song is None)
-    weights = calibration.fit(rows, np.asarray(labels))
-    model = Calibration(weights=tuple(float(w) for w in weights))
+    model = calibration.fit(rows, np.asarray(labels))
     conf = model.confidences(rows)
     unknown_conf = np.sort(conf[np.asarray(unknown)])[::-1]
     allowed = int(np.floor(fp_target * max(sum(unknown), 1)))
     threshold = 0.5
     if len(unknown_conf) > allowed:
         threshold = max(0.5, float(unknown_conf[allowed]) + 1e-6)
-    fitted = Calibration(
-        weights=model.weights,
+    fitted = replace(
+        model,
         threshold=round(threshold, 6),
         fingerprint_version=fingerprint.VERSION,
         fitted_on={"queries": len(rows), "unknown": int(sum(unknown)), "fp_target": fp_target},
@@ -531,7 +530,7 @@ def evaluate_recognition(
         label: str,
         sink: Callable[[Query, np.ndarray], None] | None = None,
     ) -> list[Outcome]:
-        recognizer = Recognizer(index, calibration=Calibration(model.weights, threshold=0.0))
+        recognizer = Recognizer(index, calibration=replace(model, threshold=0.0))
         outcomes = []
         by_song: dict[int, list[Query]] = defaultdict(list)
         for q in queries:
@@ -653,7 +652,12 @@ def evaluate_recognition(
         per_cell=per_cell,
         babble_source=babble_source,
         fingerprint_version=fingerprint.VERSION,
-        calibration={"weights": list(model.weights), "threshold": model.threshold, **fit_info},
+        calibration={
+            "weights": list(model.weights),
+            "knots": [list(k) for k in model.knots],
+            "threshold": model.threshold,
+            **fit_info,
+        },
         cells=cells,
         strategies=strategy_rows,
         unknown=unknown_rows,

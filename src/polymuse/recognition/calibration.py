@@ -1,4 +1,4 @@
-"""Score -> calibrated confidence: a small logistic model fitted on evaluation queries.
+"""Score -> calibrated confidence: a small monotone logistic model fitted on evaluation queries.
 
 Features of a query's best candidate (see `Evidence`): log(1 + reference peaks its
 verification found), log(1 + the same for the best other song), the fraction found,
@@ -8,6 +8,12 @@ below its local maximum the query lies there on average (dB), and log(1 + the qu
 dominant peaks it explains) and log(1 + those it leaves unexplained) (noise is seldom steady,
 a look-alike's other notes are; see `listening`). Counts, not their ratio: three of three
 explained is weak evidence, not perfect evidence.
+
+Each feature enters through a monotone piecewise-linear function (knots at quantiles of the
+fitting data, one weight per segment, every weight of the feature's sign in `SIGNS`), so the
+model is additive and never lets more evidence for a match lower the confidence, but it can
+read a depth of 1 dB against 9 dB very differently from 11 against 19. A straight line per
+feature cannot: the weight that keeps look-alikes out then rejects reverberant true matches.
 The model is fitted by `polymuse eval recognition` on known queries (label: the top match is
 right) and out-of-catalogue queries (label: 0), and stored as JSON in the package
 (`polymuse/data/recognition_calibration.json`) with the acceptance threshold chosen on the
@@ -41,6 +47,8 @@ SIGNS = (1, -1, 1, 1, 1, -1, -1, 1, -1)
 """Which way each feature may push the confidence: evidence for a match never counts against
 it. Unconstrained, correlated features take opposite weights that cancel on the fitting data
 and give far look-alikes a high confidence."""
+KNOTS = 5
+"""Knots per feature of a fitted model."""
 
 
 @dataclass(frozen=True)
@@ -69,19 +77,34 @@ class Evidence:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Logistic weights (bias first, then one per feature) and the acceptance threshold."""
+    """Logistic weights (bias first, then one per basis function of `design`), the knots of
+    each feature's piecewise-linear function (none: the feature is linear) and the acceptance
+    threshold."""
 
     weights: tuple[float, ...] = (-10.0, 2.0, -2.0, 5.0, 1.0, 1.0, -15.0, -0.2, 0.5, -1.0)
     threshold: float = 0.5
+    knots: tuple[tuple[float, ...], ...] = ()
     fingerprint_version: str = ""
     fitted_on: dict[str, float | int | str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.knots and len(self.knots) != len(FEATURES):
+            raise ParameterError(f"calibration needs knots for {len(FEATURES)} features")
+        expected = 1 + sum(_width(k) for k in self.all_knots)
+        if len(self.weights) != expected:
+            raise ParameterError(f"calibration needs {expected} weights, got {len(self.weights)}")
+
+    @property
+    def all_knots(self) -> tuple[tuple[float, ...], ...]:
+        return self.knots or ((),) * len(FEATURES)
 
     def confidence(self, evidence: Evidence) -> float:
         """Probability that a best candidate with this evidence is the right song."""
         return float(self.confidences([evidence])[0])
 
     def confidences(self, evidence: list[Evidence]) -> np.ndarray:
-        return _sigmoid(features(evidence) @ np.asarray(self.weights))
+        x = design(features(evidence), self.all_knots)
+        return _sigmoid(x @ np.asarray(self.weights))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -89,12 +112,10 @@ class Calibration:
     @classmethod
     def from_json(cls, text: str) -> Calibration:
         data = json.loads(text)
-        weights = tuple(float(w) for w in data["weights"])
-        if len(weights) != len(FEATURES) + 1:
-            raise ParameterError(f"calibration needs {len(FEATURES) + 1} weights, got {weights}")
         return cls(
-            weights=weights,
+            weights=tuple(float(w) for w in data["weights"]),
             threshold=float(data["threshold"]),
+            knots=tuple(tuple(float(k) for k in ks) for ks in data.get("knots", ())),
             fingerprint_version=str(data.get("fingerprint_version", "")),
             fitted_on=dict(data.get("fitted_on", {})),
         )
@@ -109,10 +130,9 @@ def default_calibration() -> Calibration:
 
 
 def features(evidence: list[Evidence]) -> np.ndarray:
-    """Design matrix with a leading column of ones."""
+    """One row of `FEATURES` per evidence."""
     rows = [
         (
-            1.0,
             np.log1p(e.found),
             np.log1p(e.second_found),
             e.fraction,
@@ -125,34 +145,75 @@ def features(evidence: list[Evidence]) -> np.ndarray:
         )
         for e in evidence
     ]
-    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURES) + 1)
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
+
+
+def design(x: np.ndarray, knots: tuple[tuple[float, ...], ...]) -> np.ndarray:
+    """A column of ones, then each feature's basis: the feature itself when it has no knots,
+    else its part below the first knot, its run across each pair of knots, and its part above
+    the last. Every basis function rises with the feature, so weights of one sign make the
+    feature's function monotone."""
+    columns = [np.ones(len(x))]
+    for j, k in enumerate(knots):
+        v = x[:, j]
+        if not k:
+            columns.append(v)
+            continue
+        columns.append(np.minimum(v - k[0], 0.0))
+        columns += [np.clip(v - a, 0.0, b - a) for a, b in zip(k[:-1], k[1:], strict=True)]
+        columns.append(np.maximum(v - k[-1], 0.0))
+    return np.stack(columns, axis=1)
 
 
 def fit(
     evidence: list[Evidence],
     correct: np.ndarray,
     *,
-    l2: float = 1e-3,
+    knots: int = KNOTS,
+    l2: float = 1.0,
     iterations: int = 50,
-) -> np.ndarray:
-    """Logistic regression weights with the `SIGNS` constraints (lightly L2-regularised).
+) -> Calibration:
+    """The monotone model (threshold 0.5) fitted by L2-regularised logistic regression.
 
-    Active set: fit, drop the feature whose weight has the wrong sign by the most, refit, until
-    every weight left has its sign; dropped features weigh 0.
+    Knots sit at `knots` quantiles of each feature (2 % to 98 %; 0: linear features). Basis
+    functions are scaled to unit spread for the fit, so one `l2` suits them all. Active set:
+    fit, drop the basis function whose weight has the wrong sign by the most, refit, until
+    every weight left has its feature's sign; dropped ones weigh 0.
     """
     x = features(evidence)
     y = np.asarray(correct, dtype=np.float64)
     if len(np.unique(y)) < 2:
         raise ParameterError("calibration needs both right and wrong answers")
-    signs = np.array((0, *SIGNS))
-    active = np.ones(x.shape[1], dtype=bool)
+    levels = np.linspace(0.02, 0.98, knots)
+    feature_knots = tuple(
+        tuple(float(q) for q in np.unique(np.quantile(x[:, j], levels))) if knots else ()
+        for j in range(x.shape[1])
+    )
+    basis = design(x, feature_knots)
+    scale = basis.std(axis=0)
+    scale[0] = 1.0
+    scale[scale == 0] = 1.0
+    basis /= scale
+    signs = np.concatenate(
+        [[0]] + [[s] * _width(k) for s, k in zip(SIGNS, feature_knots, strict=True)]
+    )
+    active = np.ones(basis.shape[1], dtype=bool)
     while True:
-        w = np.zeros(x.shape[1])
-        w[active] = _newton(x[:, active], y, l2=l2, iterations=iterations)
+        w = np.zeros(basis.shape[1])
+        w[active] = _newton(basis[:, active], y, l2=l2, iterations=iterations)
         wrong = signs * w < 0
         if not wrong.any():
-            return w
+            break
         active[np.argmin(np.where(wrong, signs * w, 0.0))] = False
+    return Calibration(
+        weights=tuple(float(v) for v in w / scale),
+        knots=feature_knots if knots else (),
+    )
+
+
+def _width(knots: tuple[float, ...]) -> int:
+    """Basis functions of a feature with these knots."""
+    return len(knots) + 1 if knots else 1
 
 
 def _newton(x: np.ndarray, y: np.ndarray, *, l2: float, iterations: int) -> np.ndarray:
