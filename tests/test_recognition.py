@@ -159,6 +159,8 @@ def test_masked_peaks_are_not_absent(index: MemoryIndex, songs: dict[int, np.nda
     clean, masked = _verified(index, 6, clip), _verified(index, 6, noisy)
     assert masked.fraction < clean.fraction
     assert clean.absence <= 0.05 and masked.absence <= 0.05
+    # The noise hides the notes, but they still raise the clip above its usual level.
+    assert masked.raised > 0.5 * masked.checked
 
 
 def test_missing_notes_are_absent(index: MemoryIndex, songs: dict[int, np.ndarray]) -> None:
@@ -174,6 +176,7 @@ def test_missing_notes_are_absent(index: MemoryIndex, songs: dict[int, np.ndarra
     assert right.depth_db < 1.0 < 5.0 < verdict.depth_db
     assert verdict.steady_explained < verdict.steady / 2
     assert right.steady_explained > 0.9 * right.steady > 0
+    assert verdict.raised / verdict.checked < 0.8 < right.raised / right.checked
 
 
 def _glides(seconds: float, seed: int) -> np.ndarray:
@@ -234,10 +237,11 @@ def test_calibration_keeps_evidence_for_a_match_in_favour() -> None:
 
 
 def test_linear_calibration_without_knots_still_loads() -> None:
-    weights = (-10.0, 2.0, -2.0, 5.0, 1.0, 1.0, -15.0, -0.2, 0.5, -1.0)
+    weights = (-10.0, 2.0, -2.0, 5.0, 1.0, 1.0, -15.0, -0.2, 0.5, -1.0, 2.0)
     model = Calibration.from_json(json.dumps({"weights": weights, "threshold": 0.7}))
-    e = Evidence(30, 5, 0.5, 20, 0.5, 0.1, 2.0, 10, 8)
+    e = Evidence(30, 5, 0.5, 20, 0.5, 0.1, 2.0, 10, 8, 0.6)
     x = (1, np.log1p(30), np.log1p(5), 0.5, np.log1p(20), 0.5, 0.1, 2.0, np.log1p(8), np.log1p(2))
+    x += (0.6,)
     assert model.confidence(e) == pytest.approx(1 / (1 + np.exp(-np.dot(weights, x))))
     with pytest.raises(ParameterError, match="weights"):
         Calibration(weights=weights[:-1])

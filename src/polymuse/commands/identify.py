@@ -121,7 +121,8 @@ def _print_answer(clip: Path, answer: Recognition) -> None:
         table.add_row(
             "evidence",
             f"{m.score} hashes, {m.peaks_found}/{m.peaks_checked} peaks found, "
-            f"{m.peaks_absent} absent, {m.depth_db:.1f} dB below the clip's peaks, "
+            f"{m.peaks_absent} absent, {m.peaks_raised} raised, "
+            f"{m.depth_db:.1f} dB below the clip's peaks, "
             f"{m.steady_explained}/{m.steady_peaks} of the clip's held notes explained",
         )
     if opinion is not None:

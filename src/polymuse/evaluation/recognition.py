@@ -127,6 +127,7 @@ class QueryRow(BaseModel):
     depth_db: float | None = None
     steady: int | None = None
     steady_explained: int | None = None
+    raised: float | None = None
     confidence: float | None
     seconds: float
     offset_error_s: float | None
@@ -371,6 +372,7 @@ def evidence_of(answer: Recognition) -> tuple[Evidence | None, int | None, list[
         depth_db=best.depth_db,
         steady=best.steady_peaks,
         steady_explained=best.steady_explained,
+        raised=best.peaks_raised / best.peaks_checked if best.peaks_checked else 0.0,
     )
     return evidence, best.song_id, [m.song_id for m in ranked]
 
@@ -696,6 +698,7 @@ def _row(o: Outcome, model: Calibration, peer: PeerRun | None) -> QueryRow:
         depth_db=round(evidence.depth_db, 2) if evidence else None,
         steady=evidence.steady if evidence else None,
         steady_explained=evidence.steady_explained if evidence else None,
+        raised=round(evidence.raised, 4) if evidence else None,
         confidence=round(model.confidence(evidence), 5) if evidence else None,
         seconds=round(o.seconds, 4),
         offset_error_s=o.offset_error_s,

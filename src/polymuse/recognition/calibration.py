@@ -4,7 +4,9 @@ Features of a query's best candidate (see `Evidence`): log(1 + reference peaks i
 verification found), log(1 + the same for the best other song), the fraction found,
 log(1 + its hash score), the share of the query's own dominant peaks it explains, the share
 of the checked reference peaks the query is quiet at (absent notes, not masked ones), how far
-below its local maximum the query lies there on average (dB), and log(1 + the query's steady
+below its local maximum the query lies there on average (dB), the share of them where the
+query stands above its usual level in that band (masked notes still raise it, missing ones do
+not), and log(1 + the query's steady
 dominant peaks it explains) and log(1 + those it leaves unexplained) (noise is seldom steady,
 a look-alike's other notes are; see `listening`). Counts, not their ratio: three of three
 explained is weak evidence, not perfect evidence.
@@ -42,8 +44,9 @@ FEATURES = (
     "depth_db",
     "log1p_steady_explained",
     "log1p_steady_unexplained",
+    "raised",
 )
-SIGNS = (1, -1, 1, 1, 1, -1, -1, 1, -1)
+SIGNS = (1, -1, 1, 1, 1, -1, -1, 1, -1, 1)
 """Which way each feature may push the confidence: evidence for a match never counts against
 it. Unconstrained, correlated features take opposite weights that cancel on the fitting data
 and give far look-alikes a high confidence."""
@@ -73,6 +76,9 @@ class Evidence:
     """The query's steady dominant peaks (held notes, not glides or bursts) ..."""
     steady_explained: int = 0
     """... that the reference explains."""
+    raised: float = 0.0
+    """Share of the checked reference peaks where the query stands above its usual level in
+    that band (`matching.RAISED_DB`)."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,7 @@ class Calibration:
     each feature's piecewise-linear function (none: the feature is linear) and the acceptance
     threshold."""
 
-    weights: tuple[float, ...] = (-10.0, 2.0, -2.0, 5.0, 1.0, 1.0, -15.0, -0.2, 0.5, -1.0)
+    weights: tuple[float, ...] = (-10.0, 2.0, -2.0, 5.0, 1.0, 1.0, -15.0, -0.2, 0.5, -1.0, 2.0)
     threshold: float = 0.5
     knots: tuple[tuple[float, ...], ...] = ()
     fingerprint_version: str = ""
@@ -142,6 +148,7 @@ def features(evidence: list[Evidence]) -> np.ndarray:
             e.depth_db,
             np.log1p(e.steady_explained),
             np.log1p(e.steady - e.steady_explained),
+            e.raised,
         )
         for e in evidence
     ]

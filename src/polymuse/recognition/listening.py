@@ -1,5 +1,5 @@
-"""What the recognizer hears of a query: its probes, where it is clearly quiet, and which of
-its peaks are steady tones.
+"""What the recognizer hears of a query: its probes, where it is clearly quiet or clearly
+raised, and which of its peaks are steady tones.
 
 A reference peak a query does not show is either hidden (noise, reverberation or a codec put
 energy over it: the query is loud there) or absent (the query is quiet there: it plays other
@@ -11,6 +11,10 @@ A look-alike also leaves some of the query's own notes unexplained, but so does 
 and crowd noise add strong peaks no reference explains. Those glide in pitch or die away within
 a few frames, while a held note keeps its partial in place, so the verification measures how
 many of the query's *steady* strong peaks the reference explains (`Listening.steady`).
+
+Noise masks a true match's notes but does not remove them: where a note sounds, the query stands
+above its usual level in that frequency band, however loud the noise; where a look-alike has a
+note the query lacks, it does not. `Listening.lift` holds that rise.
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ class Listening:
     neighbourhood), the least within one frame and bin, so a peak and its surroundings read 0."""
     steady: np.ndarray
     """bool per query peak (`query.peak_t` order): a steady tone, not a glide or a burst."""
+    lift: np.ndarray
+    """float32 (frames, bins): dB the query stands above its median level in that bin over the
+    whole query, the most within one frame and bin."""
 
 
 def listen(audio: np.ndarray, sample_rate: int) -> Listening:
@@ -49,8 +56,9 @@ def listen(audio: np.ndarray, sample_rate: int) -> Listening:
     size = (2 * QUERY.time_radius + 1, 2 * QUERY.freq_radius + 1)
     below = ndimage.maximum_filter(spec, size=size, mode="nearest") - spec
     depth = ndimage.minimum_filter(below, size=3, mode="nearest")
+    lift = ndimage.maximum_filter(spec - np.median(spec, axis=0), size=3, mode="nearest")
     query = fingerprint.query_spectrogram(spec, len(y) / fingerprint.ANALYSIS_RATE)
-    return Listening(query, depth, steady_peaks(spec, query))
+    return Listening(query, depth, steady_peaks(spec, query), lift.astype(np.float32))
 
 
 def steady_peaks(spec: np.ndarray, query: QueryPrint) -> np.ndarray:

@@ -181,6 +181,9 @@ QUIET_DB = 20.0
 maximum there (quiet, not masked by noise or reverberation; see `listening`)."""
 DEPTH_CAP_DB = 30.0
 """Depths are capped here before averaging: deeper is just as absent."""
+RAISED_DB = 3.0
+"""A reference peak is raised in the query when the query's `Listening.lift` there is this
+high: something sounds in that band at that moment."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,9 @@ class Verification:
     depth_db: float = 0.0
     """Mean dB (at most `DEPTH_CAP_DB`) the query lies below its local maximum at the checked
     reference peaks: near 0 when they are the query's peaks or sit beside them."""
+    raised: int = 0
+    """Checked reference peaks where the query stands `RAISED_DB` above its usual level in that
+    band: a masked note still raises it, a note the query lacks does not."""
 
     @property
     def fraction(self) -> float:
@@ -234,7 +240,8 @@ def verify(
     the rest of the constellation, so this separates them from true matches far better than
     the hash count alone (after Sonnleitner & Widmer's verification step). Reference peaks
     that fall where the query's depth map (`Listening.depth`) reads more than `QUIET_DB` are
-    counted as absent, and the map's mean over them is the match's `depth_db`. Peaks the best
+    counted as absent, and the map's mean over them is the match's `depth_db`; those where
+    `Listening.lift` reads `RAISED_DB` or more are `raised`. Peaks the best
     shift moves out of the analysed band (`_band_pitch`), on either side, are left out of every
     count. `span_s` limits the check to a stretch of the query (a timeline window), in
     seconds.
@@ -302,6 +309,7 @@ def verify(
     cells_t = np.clip(np.rint(te).astype(np.int64), 0, depth.shape[0] - 1)
     cells_f = np.clip(fingerprint.bin_of(p_ref[inside] + best_shift), 0, depth.shape[1] - 1)
     below = depth[cells_t, cells_f]
+    lift = heard.lift[cells_t, cells_f]
     return Verification(
         checked=len(inside),
         found=best,
@@ -312,6 +320,7 @@ def verify(
         steady=int(steady.sum()),
         steady_explained=int((explained & steady).sum()),
         depth_db=float(np.minimum(below, DEPTH_CAP_DB).mean()) if len(below) else 0.0,
+        raised=int(np.count_nonzero(lift >= RAISED_DB)),
     )
 
 

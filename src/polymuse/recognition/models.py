@@ -12,7 +12,7 @@ from pydantic import Field
 
 from polymuse.schema import Model
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 
 
 class SongMatch(Model):
@@ -44,6 +44,9 @@ class SongMatch(Model):
     )
     steady_peaks: int = Field(0, description="The query's strong peaks that are held notes")
     steady_explained: int = Field(0, description="... that the reference explains")
+    peaks_raised: int = Field(
+        0, description="Checked reference peaks where the query stands above its usual level"
+    )
     constellation_votes: int = Field(
         0,
         description="Query peaks on the line when the constellation search proposed this song "

@@ -215,6 +215,7 @@ class Recognizer:
                 depth_db=v.depth_db,
                 steady=v.steady,
                 steady_explained=v.steady_explained,
+                raised=v.raised / v.checked if v.checked else 0.0,
             )
             confidence = self.calibration.confidence(evidence)
             matches.append(_song_match(c, v, songs[c.asset_id], confidence))
@@ -253,6 +254,7 @@ def _song_match(
         depth_db=round(v.depth_db, 2),
         steady_peaks=v.steady,
         steady_explained=v.steady_explained,
+        peaks_raised=v.raised,
         constellation_votes=c.votes,
     )
 
