@@ -249,7 +249,7 @@ def test_linear_calibration_without_knots_still_loads() -> None:
 
 def test_shipped_calibration_loads() -> None:
     model = calibration.default_calibration()
-    assert model.fingerprint_version == fingerprint.VERSION
+    assert model.knots and model.fingerprint_version == fingerprint.VERSION
     assert 0 < model.threshold < 1
 
 

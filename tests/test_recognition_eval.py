@@ -1,10 +1,15 @@
-"""The recognition evaluation's comparison with audfprint at one false-positive rate."""
+"""The recognition evaluation: its calibration fit, and its comparison with audfprint at one
+false-positive rate."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from polymuse.evaluation import recognition as R
+from polymuse.evaluation.distortions import Condition
+from polymuse.recognition.models import Recognition, SongMatch
 from polymuse.tools.synth import GroundTruth, NoteEvent, PartNotes
 
 
@@ -108,3 +113,49 @@ def test_a_passage_a_semitone_away_makes_two_pieces_one() -> None:
         ]
     )
     assert [p.piece_id for p in kept] == ["a", "a-up-3"] and dropped == 1
+
+
+def _outcome(i: int, song: int | None, answered: int, found: int, depth: float) -> R.Outcome:
+    match = SongMatch(
+        song_id=answered,
+        asset_id=answered,
+        title=str(answered),
+        confidence=0.0,
+        score=found // 2,
+        reference_offset_s=0.0,
+        query_start_s=0.0,
+        query_end_s=3.0,
+        reference_start_s=0.0,
+        reference_end_s=3.0,
+        tempo_ratio=1.0,
+        peaks_checked=60,
+        peaks_found=found,
+        depth_db=depth,
+        peaks_raised=found,
+    )
+    runner_up = match.model_copy(update={"song_id": 99, "peaks_found": 8})
+    answer = Recognition(
+        status="unknown",
+        alternatives=[match, runner_up],
+        query_duration_s=3.0,
+        triplets=100,
+        probes=100,
+        postings=100,
+    )
+    condition = Condition("clean", "clean")
+    query = R.Query(str(i), answered, song, condition, 3.0, "random", 0, 0.0)
+    return R.Outcome(query, answer, 0.05)
+
+
+def test_fitted_calibration_keeps_unknowns_under_the_target() -> None:
+    """The threshold admits at most `fp_target` of the fitting run's unknowns."""
+    rng = np.random.default_rng(0)
+    known = [_outcome(i, 1, 1, int(f), 1.0) for i, f in enumerate(rng.integers(12, 60, 300))]
+    found, depth = rng.integers(5, 30, 400), rng.uniform(2, 15, 400)
+    unknown = [_outcome(300 + i, None, 2, int(found[i]), float(depth[i])) for i in range(400)]
+    model, info = R.fit_calibration(known + unknown, fp_target=0.01)
+    assert model.knots and info["threshold"] == model.threshold >= 0.5
+    evidence = [R.evidence_of(o.answer)[0] for o in unknown]
+    assert np.sum(model.confidences(evidence) >= model.threshold) <= 4
+    accepted = [R.evidence_of(o.answer)[0] for o in known]
+    assert np.mean(model.confidences(accepted) >= model.threshold) > 0.5
