@@ -316,3 +316,18 @@ def test_constellation_is_skipped_for_a_large_catalogue(
 def test_constellation_without_a_shared_pitch_finds_nothing(songs: dict[int, np.ndarray]) -> None:
     table = PeakTable.build({1: fingerprint.pack_peaks(np.array([10.0]), np.array([5.0]))})
     assert constellation.search(table, listen(songs[1][: 3 * SR], SR).query) == []
+
+
+def test_phone_in_a_cafe_keeps_the_phone_band_and_adds_babble() -> None:
+    t = np.arange(3 * SR) / SR
+    low, mid = np.sin(2 * np.pi * 80 * t), np.sin(2 * np.pi * 1000 * t)
+    clip = (0.3 * (low + mid)).astype(np.float32)
+    babble = np.random.default_rng(0).standard_normal(10 * SR).astype(np.float32)
+    condition = distortions.condition_named("phone in a cafe")
+    out = distortions.distort(clip, SR, condition, np.random.default_rng(1), babble=babble)
+    assert out.shape == clip.shape and np.abs(out).max() <= 1.0
+    spectrum = np.abs(np.fft.rfft(out)) ** 2
+    hz = np.fft.rfftfreq(len(out), 1 / SR)
+    bass, voice = (spectrum[np.abs(hz - f) < 3].sum() for f in (80, 1000))
+    assert bass < 0.05 * voice  # the phone's band cuts the bass
+    assert np.corrcoef(out, clip)[0, 1] < 0.9  # room, babble and codec change it

@@ -20,6 +20,9 @@ def recognition(
         10, "--unknown-per-cell", min=0, help="Out-of-catalogue queries per cell and seed."
     ),
     durations: str = typer.Option("1,3,5,10", "--durations", help="Query lengths, s."),
+    conditions: str = typer.Option(
+        None, "--conditions", help="Condition names, comma-separated [all; see the report]."
+    ),
     calibrate: bool = typer.Option(
         True, "--calibrate/--no-calibrate", help="Fit the confidence model on an extra seed."
     ),
@@ -41,6 +44,7 @@ def recognition(
     from importlib import resources
 
     from polymuse.evaluation import recognition as bench
+    from polymuse.evaluation.distortions import condition_named
     from polymuse.recognition import calibration
 
     settings = load_settings()
@@ -53,6 +57,9 @@ def recognition(
             per_cell=per_cell,
             unknown_per_cell=unknown_per_cell,
             durations=[float(d) for d in durations.split(",") if d.strip()],
+            conditions=[condition_named(c.strip()) for c in conditions.split(",") if c.strip()]
+            if conditions
+            else None,
             calibrate=calibrate,
             audfprint_python=audfprint_python,
             postgres=postgres,

@@ -5,11 +5,12 @@ windows), `onset_aware` (starting at a strong onset), `beat_aware` (starting on 
 beat) and `hybrid` (beat starts ranked by loudness times onset density).
 
 Conditions: white and babble noise at a given SNR, reverb (synthetic rooms, RT60 0.3-0.9 s,
-direct-to-reverberant ratio 0-6 dB), gain
-(with clipping when it goes up), EQ (three random peaking bands, +-12 dB), mp3/opus at
-64 kbit/s through ffmpeg, speed (resampling: tempo and pitch together), tempo (time stretch)
-and pitch shift (both with ffmpeg's rubberband filter). Speed and tempo report the ratio of
-reference time to query time, so the caller cuts `duration * ratio` seconds of source.
+direct-to-reverberant ratio 0-6 dB), gain (with clipping when it goes up), EQ (three random
+peaking bands, +-12 dB), mp3/opus at 64 kbit/s through ffmpeg, speed (resampling: tempo and
+pitch together), tempo (time stretch) and pitch shift (both with ffmpeg's rubberband filter),
+and a phone held up in a café (room, phone band, babble and opus at once, as real recordings
+come). Speed and tempo report the ratio of reference time to query time, so the caller cuts
+`duration * ratio` seconds of source.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ class Condition:
 
 
 def default_conditions() -> list[Condition]:
-    """The issue's grid: noise at 0/5/10/20 dB, room, gain, EQ, codecs, speed, pitch."""
+    """The issue's grid (noise at 0/5/10/20 dB, room, gain, EQ, codecs, speed, pitch) and a phone
+    in a café."""
     conditions = [Condition("clean", "clean")]
     for snr in (0, 5, 10, 20):
         conditions.append(Condition(f"white {snr} dB", "white", snr))
@@ -79,6 +81,7 @@ def default_conditions() -> list[Condition]:
         conditions.append(Condition(f"speed {pct:+d} %", "speed", 1 + pct / 100))
     conditions += [Condition("tempo -5 %", "tempo", 0.95), Condition("tempo +5 %", "tempo", 1.05)]
     conditions += [Condition("pitch -1 st", "pitch", -1), Condition("pitch +1 st", "pitch", 1)]
+    conditions.append(Condition("phone in a cafe", "phone"))
     return conditions
 
 
@@ -180,6 +183,7 @@ def distort(
         "speed": lambda: _speed(y, sr, condition.value),
         "tempo": lambda: _rubberband(y, sr, f"tempo={condition.value:.6f}"),
         "pitch": lambda: _rubberband(y, sr, f"pitch={2 ** (condition.value / 12):.6f}"),
+        "phone": lambda: _phone(y, sr, rng, babble),
     }
     if kind not in apply:
         raise ParameterError(f"unknown distortion {kind!r}")
@@ -210,6 +214,18 @@ def _reverb(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
     tail *= 10 ** (-direct_to_reverb_db / 20) / np.sqrt(np.sum(tail**2))
     wet = signal.fftconvolve(y, np.concatenate([[1.0], tail]))[: len(y)]
     return wet * (np.sqrt(np.mean(y**2)) / (np.sqrt(np.mean(wet**2)) or 1))
+
+
+def _phone(
+    y: np.ndarray, sr: int, rng: np.random.Generator, babble: np.ndarray | None
+) -> np.ndarray:
+    """A phone held up in a café: the room (`_reverb`), the phone's band (200 Hz-3.4 kHz,
+    4th-order Butterworth), the café's babble at 10 dB SNR, then opus at 24 kbit/s as a
+    messaging app sends it."""
+    band = signal.butter(4, [200.0, 3400.0], btype="bandpass", fs=sr, output="sos")
+    heard = _add(signal.sosfilt(band, _reverb(y, sr, rng)), _babble_cut(babble, len(y), rng), 10)
+    heard *= 0.9 / (float(np.max(np.abs(heard))) or 1.0)
+    return _codec(heard, sr, "libopus", "ogg", 24)
 
 
 def _gain(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
