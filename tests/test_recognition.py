@@ -176,7 +176,7 @@ def test_missing_notes_are_absent(index: MemoryIndex, songs: dict[int, np.ndarra
     assert right.depth_db < 1.0 < 5.0 < verdict.depth_db
     assert verdict.steady_explained < verdict.steady / 2
     assert right.steady_explained > 0.9 * right.steady > 0
-    assert verdict.raised / verdict.checked < 0.8 < right.raised / right.checked
+    assert verdict.raised_share < 0.8 < right.raised_share
 
 
 def _glides(seconds: float, seed: int) -> np.ndarray:

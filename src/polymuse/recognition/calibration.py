@@ -4,12 +4,12 @@ Features of a query's best candidate (see `Evidence`): log(1 + reference peaks i
 verification found), log(1 + the same for the best other song), the fraction found,
 log(1 + its hash score), the share of the query's own dominant peaks it explains, the share
 of the checked reference peaks the query is quiet at (absent notes, not masked ones), how far
-below its local maximum the query lies there on average (dB), the share of them where the
-query stands above its usual level in that band (masked notes still raise it, missing ones do
-not), and log(1 + the query's steady
+below its local maximum the query lies there on average (dB), log(1 + the query's steady
 dominant peaks it explains) and log(1 + those it leaves unexplained) (noise is seldom steady,
-a look-alike's other notes are; see `listening`). Counts, not their ratio: three of three
-explained is weak evidence, not perfect evidence.
+a look-alike's other notes are; see `listening`), and the share of the checked reference peaks
+where the query stands above its usual level in that band (masked notes still raise it,
+missing ones do not). Counts, not their ratio: three of three explained is weak evidence, not
+perfect evidence.
 
 Each feature enters through a monotone piecewise-linear function (knots at quantiles of the
 fitting data, one weight per segment, every weight of the feature's sign in `SIGNS`), so the

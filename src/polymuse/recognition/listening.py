@@ -12,9 +12,9 @@ and crowd noise add strong peaks no reference explains. Those glide in pitch or 
 a few frames, while a held note keeps its partial in place, so the verification measures how
 many of the query's *steady* strong peaks the reference explains (`Listening.steady`).
 
-Noise masks a true match's notes but does not remove them: where a note sounds, the query stands
-above its usual level in that frequency band, however loud the noise; where a look-alike has a
-note the query lacks, it does not. `Listening.lift` holds that rise.
+Noise masks a true match's notes but seldom wipes them out: where a note sounds, the query mostly
+stands above its usual level in that frequency band, even under loud noise; where a look-alike
+has a note the query lacks, it mostly does not. `Listening.lift` holds that rise.
 """
 
 from __future__ import annotations

@@ -223,6 +223,10 @@ class Verification:
     def absence(self) -> float:
         return self.absent / self.checked if self.checked else 0.0
 
+    @property
+    def raised_share(self) -> float:
+        return self.raised / self.checked if self.checked else 0.0
+
 
 def verify(
     candidate: Candidate,

@@ -215,7 +215,7 @@ class Recognizer:
                 depth_db=v.depth_db,
                 steady=v.steady,
                 steady_explained=v.steady_explained,
-                raised=v.raised / v.checked if v.checked else 0.0,
+                raised=v.raised_share,
             )
             confidence = self.calibration.confidence(evidence)
             matches.append(_song_match(c, v, songs[c.asset_id], confidence))
