@@ -26,6 +26,8 @@ from polymuse.recognition.constellation import PeakTable
 from polymuse.recognition.extractor import LandmarkExtractor
 from polymuse.recognition.index import join
 from polymuse.recognition.listening import listen
+from polymuse.recognition.models import SongMatch
+from polymuse.recognition.recognizer import _runs
 from polymuse.recognition.payload import decode_peaks
 from polymuse.tools import fingerprint
 
@@ -331,3 +333,32 @@ def test_phone_in_a_cafe_keeps_the_phone_band_and_adds_babble() -> None:
     bass, voice = (spectrum[np.abs(hz - f) < 3].sum() for f in (80, 1000))
     assert bass < 0.05 * voice  # the phone's band cuts the bass
     assert np.corrcoef(out, clip)[0, 1] < 0.9  # room, babble and codec change it
+
+
+def test_timeline_runs_compare_alignments_where_the_windows_matched() -> None:
+    """Half an hour in, a tempo ratio off by 0.05 % moves the line's offset at the recording's
+    start by a second; the song still plays on, so its windows stay one segment."""
+
+    def window(start: float, ratio: float) -> tuple[float, float, SongMatch]:
+        ref_start = start + 2.0 - 1800.0
+        match = SongMatch(
+            song_id=4,
+            asset_id=4,
+            title="song 4",
+            confidence=1.0,
+            score=30,
+            reference_offset_s=ref_start - ratio * (start + 2.0),
+            query_start_s=start + 2.0,
+            query_end_s=start + 9.0,
+            reference_start_s=ref_start,
+            reference_end_s=ref_start + 7.0,
+            tempo_ratio=ratio,
+        )
+        return start, start + 10.0, match
+
+    accepted = [window(1800.0, 1.0005), window(1805.0, 0.9995), window(1810.0, 1.0)]
+    assert abs(accepted[0][2].reference_offset_s - accepted[1][2].reference_offset_s) > 1.0
+    assert [len(run) for run in _runs(accepted, hop_s=5.0)] == [3]
+    start, end, match = window(1815.0, 1.0)
+    jumped = (start, end, match.model_copy(update={"reference_start_s": match.reference_start_s + 3}))
+    assert [len(run) for run in _runs([*accepted, jumped], hop_s=5.0)] == [3, 1]

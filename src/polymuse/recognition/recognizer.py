@@ -27,6 +27,8 @@ MIN_SCORE = 2
 """Hash candidates with fewer hashes on their line are not worth verifying."""
 CONSTELLATION = 10
 """Candidates the constellation search adds (`constellation`), all verified."""
+RUN_AGREE_S = 1.0
+"""Seconds two windows' alignments of one song may disagree by and still be one segment."""
 MODEL = ModelInfo(
     name="polymuse-triplets",
     version=fingerprint.VERSION,
@@ -262,7 +264,12 @@ def _song_match(
 def _runs(
     accepted: list[tuple[float, float, SongMatch]], *, hop_s: float
 ) -> list[list[tuple[float, float, SongMatch]]]:
-    """Group consecutive windows of one song whose query-to-reference offsets agree."""
+    """Group consecutive windows of one song whose alignments agree: the last window's line
+    puts the new window's matched start where the new window found it, within `RUN_AGREE_S`.
+
+    Lines are compared where the windows matched, not at the recording's start: there a tempo
+    ratio off by 0.05 % (one window's fit) moves the offset by a second after half an hour.
+    """
     runs: list[list[tuple[float, float, SongMatch]]] = []
     for item in accepted:
         start, _, match = item
@@ -270,7 +277,10 @@ def _runs(
             last_start, _, last = runs[-1][-1]
             same_song = last.song_id == match.song_id
             adjacent = start - last_start <= hop_s * 1.01
-            agree = abs(match.reference_offset_s - last.reference_offset_s) <= 1.0
+            expected = last.reference_start_s + last.tempo_ratio * (
+                match.query_start_s - last.query_start_s
+            )
+            agree = abs(match.reference_start_s - expected) <= RUN_AGREE_S
             if same_song and adjacent and agree:
                 runs[-1].append(item)
                 continue
