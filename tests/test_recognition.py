@@ -27,8 +27,8 @@ from polymuse.recognition.extractor import LandmarkExtractor
 from polymuse.recognition.index import join
 from polymuse.recognition.listening import listen
 from polymuse.recognition.models import SongMatch
-from polymuse.recognition.recognizer import _runs
 from polymuse.recognition.payload import decode_peaks
+from polymuse.recognition.recognizer import _runs
 from polymuse.tools import fingerprint
 
 SR = 22050
@@ -223,6 +223,18 @@ def test_calibration_round_trip_and_fit() -> None:
     assert Calibration.from_json(model.to_json()) == model
 
 
+def test_counts_of_a_long_clip_enter_the_model_scaled_to_its_fitted_length() -> None:
+    """A 10 s clip with twice a 5 s clip's counts and the same shares reads like the 5 s clip;
+    a 3 s clip's counts are not scaled up."""
+    short = Evidence(20, 8, 0.4, 12, 0.5, 0.0, 2.0, 16, 10, 0.9, seconds=5.0)
+    long = replace(
+        short, found=40, second_found=16, score=24, steady=32, steady_explained=20, seconds=10.0
+    )
+    unscaled = [replace(short, seconds=3.0), replace(short, seconds=0.0)]
+    rows = calibration.features([short, long, *unscaled])
+    assert np.allclose(rows, rows[0])
+
+
 def test_calibration_keeps_evidence_for_a_match_in_favour() -> None:
     """Data where more explained notes go with wrong answers: precision is flat, not falling."""
     rng = np.random.default_rng(1)
@@ -360,5 +372,6 @@ def test_timeline_runs_compare_alignments_where_the_windows_matched() -> None:
     assert abs(accepted[0][2].reference_offset_s - accepted[1][2].reference_offset_s) > 1.0
     assert [len(run) for run in _runs(accepted, hop_s=5.0)] == [3]
     start, end, match = window(1815.0, 1.0)
-    jumped = (start, end, match.model_copy(update={"reference_start_s": match.reference_start_s + 3}))
+    moved = match.model_copy(update={"reference_start_s": match.reference_start_s + 3.0})
+    jumped = (start, end, moved)
     assert [len(run) for run in _runs([*accepted, jumped], hop_s=5.0)] == [3, 1]

@@ -373,6 +373,7 @@ def evidence_of(answer: Recognition) -> tuple[Evidence | None, int | None, list[
         steady=best.steady_peaks,
         steady_explained=best.steady_explained,
         raised=best.peaks_raised / best.peaks_checked if best.peaks_checked else 0.0,
+        seconds=answer.query_duration_s,
     )
     return evidence, best.song_id, [m.song_id for m in ranked]
 

@@ -9,7 +9,7 @@ dominant peaks it explains) and log(1 + those it leaves unexplained) (noise is s
 a look-alike's other notes are; see `listening`), and the share of the checked reference peaks
 where the query stands above its usual level in that band (masked notes still raise it,
 missing ones do not). Counts, not their ratio: three of three explained is weak evidence, not
-perfect evidence.
+perfect evidence; a clip longer than `COUNT_SECONDS` has its counts scaled down to that length.
 
 Each feature enters through a monotone piecewise-linear function (knots at quantiles of the
 fitting data, one weight per segment, every weight of the feature's sign in `SIGNS`), so the
@@ -52,6 +52,11 @@ it. Unconstrained, correlated features take opposite weights that cancel on the 
 and give far look-alikes a high confidence."""
 KNOTS = 5
 """Knots per feature of a fitted model."""
+COUNT_SECONDS = 5.0
+"""Counts from a longer clip are scaled to this many seconds before they enter the model. It is
+fitted on 3 and 5 s clips, and a longer clip's counts grow with its length, not its
+credibility: a noisy 10 s clip leaves twice the unexplained steady peaks of a 5 s one. Shorter
+clips are not scaled up: their few counts are their doubt."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,13 @@ class Evidence:
     raised: float = 0.0
     """Share of the checked reference peaks where the query stands above its usual level in
     that band (`matching.RAISED_DB`)."""
+    seconds: float = 0.0
+    """Length of the clip (or timeline window) checked; 0: unknown, counts are not scaled."""
+
+    @property
+    def count_scale(self) -> float:
+        """What the counts are multiplied by before they enter the model (`COUNT_SECONDS`)."""
+        return min(1.0, COUNT_SECONDS / self.seconds) if self.seconds > 0 else 1.0
 
 
 @dataclass(frozen=True)
@@ -136,21 +148,21 @@ def default_calibration() -> Calibration:
 
 
 def features(evidence: list[Evidence]) -> np.ndarray:
-    """One row of `FEATURES` per evidence."""
+    """One row of `FEATURES` per evidence, counts scaled by `Evidence.count_scale`."""
     rows = [
         (
-            np.log1p(e.found),
-            np.log1p(e.second_found),
+            np.log1p(e.found * k),
+            np.log1p(e.second_found * k),
             e.fraction,
-            np.log1p(e.score),
+            np.log1p(e.score * k),
             e.precision,
             e.absence,
             e.depth_db,
-            np.log1p(e.steady_explained),
-            np.log1p(e.steady - e.steady_explained),
+            np.log1p(e.steady_explained * k),
+            np.log1p((e.steady - e.steady_explained) * k),
             e.raised,
         )
-        for e in evidence
+        for e, k in ((e, e.count_scale) for e in evidence)
     ]
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
 

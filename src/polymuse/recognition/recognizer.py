@@ -218,6 +218,7 @@ class Recognizer:
                 steady=v.steady,
                 steady_explained=v.steady_explained,
                 raised=v.raised_share,
+                seconds=span_s[1] - span_s[0] if span_s else query.duration_s,
             )
             confidence = self.calibration.confidence(evidence)
             matches.append(_song_match(c, v, songs[c.asset_id], confidence))
