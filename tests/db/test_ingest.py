@@ -90,6 +90,27 @@ def test_reingest_after_touch_rename_and_copy(
     assert str(moved) in paths
 
 
+def test_stored_files_added_again_join_the_new_set(store, make_song, tmp_path: Path) -> None:
+    """`--set` puts every song of the folder in the set, stored before or not: unchanged,
+    moved and copied files too."""
+    a = make_song("A - One.wav", seed=1)
+    make_song("B - Two.flac", seed=2)
+    first = run_ingest(store, [tmp_path / "music"], _options(set_name="old"))
+    songs = {o.song_id for o in first.added}
+    a.rename(a.with_name("A - One (moved).wav"))
+    (tmp_path / "music" / "copy.flac").write_bytes(
+        (tmp_path / "music" / "B - Two.flac").read_bytes()
+    )
+    make_song("C - Three.wav", seed=3)
+    second = run_ingest(store, [tmp_path / "music"], _options(set_name="favourites"))
+    assert len(second.skipped) == 3 and len(second.added) == 1
+    with store.connection() as conn:
+        members = queries.list_songs(conn, set_name="favourites", limit=10)
+        old = queries.list_songs(conn, set_name="old", limit=10)
+    assert {m["song_id"] for m in members} == songs | {second.added[0].song_id}
+    assert {m["song_id"] for m in old} == songs
+
+
 def test_files_of_one_song_share_a_media_entity(store, make_song, tmp_path: Path) -> None:
     make_song("cd/Band - Tune.wav", seed=10)
     make_song("phone/Band - Tune.mp3", seed=11)  # other audio, same artist and title

@@ -212,6 +212,7 @@ class _Run:
                 self.executor = self._new_executor()
                 new = self._drop_known_hashes(self._hash(todo)) if todo else []
                 self._ingest(updates + new)
+            self._join_set()
             status = "finished"
         except KeyboardInterrupt:
             status = "interrupted"
@@ -222,6 +223,18 @@ class _Run:
             self.summary.elapsed_s = time.monotonic() - started
             self._finish(status)
         return self.summary
+
+    def _join_set(self) -> None:
+        """Put the songs of the stored files this run skipped or updated in `--set` too (new
+        files joined it as they were written)."""
+        stored = [
+            o.asset_id
+            for o in self.summary.outcomes
+            if o.status in ("skipped", "updated") and o.asset_id is not None
+        ]
+        if self.options.set_name and stored:
+            with self.store.transaction(f"adding stored songs to set {self.options.set_name}") as c:
+                catalog.add_assets_to_set(c, self.options.set_name, stored)
 
     def _resume(
         self, entries: list[FileEntry]
@@ -246,7 +259,14 @@ class _Run:
                 self.updates[entry.path] = _Update(seen.asset_id, missing[seen.asset_id])
                 updates.append((entry, seen.content_hash))
             elif unchanged and seen.kind == "asset":
-                self._outcome(FileOutcome(entry.path, "skipped", f"already stored ({seen.detail})"))
+                self._outcome(
+                    FileOutcome(
+                        entry.path,
+                        "skipped",
+                        f"already stored ({seen.detail})",
+                        asset_id=seen.asset_id,
+                    )
+                )
             elif unchanged and not self.options.retry_quarantined:
                 self._outcome(
                     FileOutcome(entry.path, "skipped", f"quarantined before: {seen.detail}")
@@ -336,7 +356,7 @@ class _Run:
                         self.updates[entry.path] = _Update(asset_id, gaps, note)
                         todo.append((entry, digest))
                     else:
-                        self._outcome(FileOutcome(entry.path, "skipped", reason))
+                        self._outcome(FileOutcome(entry.path, "skipped", reason, asset_id=asset_id))
                 elif digest in bad:
                     self._outcome(
                         FileOutcome(entry.path, "skipped", f"quarantined before: {bad[digest]}")
@@ -538,6 +558,7 @@ class _Run:
                     "skipped",
                     f"same content as {result.existing_path} "
                     f"(asset {result.asset_id}, stored by another run)",
+                    asset_id=result.asset_id,
                 )
             )
         else:
@@ -597,7 +618,10 @@ class _Run:
         else:
             self._outcome(
                 FileOutcome(
-                    item.path, "skipped", f"already stored (asset {update.asset_id}); {reason}"
+                    item.path,
+                    "skipped",
+                    f"already stored (asset {update.asset_id}); {reason}",
+                    asset_id=update.asset_id,
                 )
             )
 
