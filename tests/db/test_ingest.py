@@ -402,6 +402,32 @@ def test_a_failed_update_leaves_the_stored_file_as_it_was(
     assert [o.path for o in third.updated] == [victim.path] and len(third.skipped) == 2
 
 
+def test_a_stored_file_removed_during_its_update_fails_alone(
+    store, make_song, tmp_path: Path
+) -> None:
+    """`catalog remove` from another process between the plan and the write: that file is
+    reported as failed, the run goes on, and the next run stores it anew."""
+    music = tmp_path / "music"
+    for i in range(3):
+        make_song(f"Band - Song {i}.wav", seed=530 + i, seconds=3.0)
+    first = run_ingest(store, [music], _options(extractors=[SpectralStatsExtractor()]))
+    victim = first.added[0]
+
+    class Remover(_Seen):
+        def extract_batch(self, items):
+            with store.transaction() as conn:
+                catalog.remove_assets(conn, [victim.asset_id])
+            return super().extract_batch(items)
+
+    options = _options(extractors=[SpectralStatsExtractor(), Remover(DebugExtractor())])
+    second = run_ingest(store, [music], options)
+    [failed] = second.failed
+    assert failed.path == victim.path and "removed from the catalogue" in failed.reason
+    assert len(second.updated) == 2
+    third = run_ingest(store, [music], options)
+    assert [o.path for o in third.added] == [victim.path]
+
+
 def test_catalog_add_reports_updated_files(db_dsn: str, make_song, tmp_path: Path) -> None:
     music = tmp_path / "music"
     one = make_song("Band - One.wav", seed=530)

@@ -577,17 +577,25 @@ class _Run:
 
     def _update(self, item: IngestItem, facts: list[catalog.FactRecord], update: _Update) -> None:
         """Add the missing extractors' facts to the stored asset."""
-        result = self._in_transaction(
-            item,
-            lambda conn: catalog.add_facts(
-                conn,
-                update.asset_id,
-                [(w.index, w.start_s, w.end_s) for w in item.windows],
-                facts,
-                run_id=self.summary.run_id,
-                vector_tables=self.vector_tables,
-            ),
-        )
+        try:
+            result = self._in_transaction(
+                item,
+                lambda conn: catalog.add_facts(
+                    conn,
+                    update.asset_id,
+                    [(w.index, w.start_s, w.end_s) for w in item.windows],
+                    facts,
+                    run_id=self.summary.run_id,
+                    vector_tables=self.vector_tables,
+                ),
+            )
+        except catalog.AssetRemoved:
+            reason = (
+                f"asset {update.asset_id} was removed from the catalogue during this run; "
+                "the file is not stored (add it again to store it anew)"
+            )
+            self._outcome(FileOutcome(item.path, "failed", reason, asset_id=update.asset_id))
+            return
         if result is None:
             return
         produced = {f.model for f in facts}

@@ -344,6 +344,10 @@ def add_asset(
     return AddResult("added", asset_id, song_id, matched_by)
 
 
+class AssetRemoved(StoreError):
+    """The stored asset a run meant to add facts to was removed meanwhile."""
+
+
 def add_facts(
     conn: psycopg.Connection,
     asset_id: int,
@@ -368,7 +372,7 @@ def add_facts(
         {"id": asset_id},
     ).fetchone()
     if row is None:
-        raise StoreError(f"asset {asset_id} is not in the catalogue")
+        raise AssetRemoved(f"asset {asset_id} is not in the catalogue")
     song_id = int(row[0])
     models = list(dict.fromkeys(f.model for f in facts))
     lacking = missing_models(conn, [asset_id], models).get(asset_id, [])
