@@ -20,6 +20,7 @@ from polymuse.recognition import (
     calibration,
     constellation,
     matching,
+    service,
 )
 from polymuse.recognition.calibration import Evidence
 from polymuse.recognition.constellation import PeakTable
@@ -375,3 +376,41 @@ def test_timeline_runs_compare_alignments_where_the_windows_matched() -> None:
     moved = match.model_copy(update={"reference_start_s": match.reference_start_s + 3.0})
     jumped = (start, end, moved)
     assert [len(run) for run in _runs([*accepted, jumped], hop_s=5.0)] == [3, 1]
+
+
+def _voice(clip: np.ndarray, level: float) -> np.ndarray:
+    """Held harmonic notes, half a second each, at `level` times the clip's RMS: a singer."""
+    rng = np.random.default_rng(0)
+    t = np.arange(len(clip)) / SR
+    y = np.zeros(len(clip))
+    for start in range(0, len(clip), SR // 2):
+        note, f0 = slice(start, start + SR // 2), rng.uniform(200, 600)
+        y[note] = sum(np.sin(2 * np.pi * f0 * h * t[note]) / h for h in range(1, 8))
+    return (y * level * np.std(clip) / np.std(y)).astype(np.float32)
+
+
+def test_an_instrumental_stem_confirms_only_the_mixs_best_candidate(
+    recognizer: Recognizer, songs: dict[int, np.ndarray]
+) -> None:
+    """A loud voice hides song 2 (ranked first, rejected); its instrumental stem confirms it.
+    A stem matching any other song does not make the file that song."""
+    clip = songs[2][5 * SR : 15 * SR]
+    mix = recognizer.identify(clip + _voice(clip, 2.0), SR)
+    assert mix.status == "unknown" and mix.alternatives[0].song_id == 2
+    confirmed = service.confirm_on_stem(recognizer, mix, clip + _voice(clip, 0.3), SR)
+    assert confirmed.status == "match" and confirmed.match.song_id == 2
+    other = service.confirm_on_stem(recognizer, mix, songs[5][5 * SR : 15 * SR], SR)
+    assert other.status == "unknown" and other.match is None
+    assert other.alternatives[0].song_id == 5
+
+
+def test_a_long_file_is_identified_by_excerpts_in_its_own_time(
+    recognizer: Recognizer, songs: dict[int, np.ndarray]
+) -> None:
+    """25 s of song 3 from 2 s on: looked up as 10 s excerpts, answered in the file's time."""
+    answer, starts = service.identify_file(recognizer, songs[3][2 * SR : 27 * SR], SR)
+    assert len(starts) == service.EXCERPTS and answer.match is not None
+    hit = answer.match
+    assert hit.song_id == 3 and abs(hit.reference_offset_s - 2.0) <= 0.05
+    assert min(starts) <= hit.query_start_s < hit.query_end_s <= max(starts) + service.EXCERPT_S
+    assert abs(hit.reference_start_s - hit.query_start_s - 2.0) <= 0.05

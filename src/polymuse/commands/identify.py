@@ -44,7 +44,8 @@ def identify(
     as_json: bool = typer.Option(False, "--json", help="Print the answers as JSON."),
 ) -> None:
     """Identify clips against the catalogue: the exact lane (landmark fingerprints), then the
-    semantic lane (window embeddings) as a second opinion and for near-duplicates."""
+    semantic lane (window embeddings) as a second opinion and for near-duplicates. A clip
+    longer than 12 s is looked up as three 10 s excerpts; the strongest answer counts."""
     settings = load_settings(dsn=dsn)
     rate = fingerprint.ANALYSIS_RATE
     failures = 0
@@ -64,7 +65,7 @@ def identify(
                     )
                 else:
                     found = service.second_opinion(
-                        recognizer.identify(y, rate),
+                        service.identify_file(recognizer, y, rate)[0],
                         semantic,
                         lambda sr, source=source: audio.load(source, sample_rate=sr, mono=True),
                         duration_s=len(y) / rate,

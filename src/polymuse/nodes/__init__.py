@@ -18,6 +18,7 @@ from polymuse.nodes.recognize import recognize
 from polymuse.nodes.report import report
 from polymuse.nodes.review import review
 from polymuse.nodes.separate import separate
+from polymuse.recognition.recognizer import MODEL as RECOGNIZER
 from polymuse.runtime import Context
 from polymuse.settings import Settings
 from polymuse.state import AnalysisState
@@ -45,9 +46,10 @@ NODES: dict[str, NodeSpec] = {
         NodeSpec(
             "recognize",
             recognize,
-            "catalogue song, offset and confidence (landmark triplets) + Chromaprint",
-            ("load",),
-            backend=lambda s: "polymuse-triplets v1",
+            "catalogue song, offset and confidence (landmark triplets; the instrumental stem "
+            "when the mix is not recognised) + Chromaprint",
+            ("separate",),
+            backend=lambda s: f"{RECOGNIZER.name} v{RECOGNIZER.version}",
         ),
         NodeSpec(
             "separate",

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from polymuse.schema import Model
 
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 
 
 class SongMatch(Model):
@@ -150,5 +150,11 @@ class RecognitionSection(Model):
     excerpts: list[float] = Field(
         default_factory=list, description="Starts (s) of the excerpts identified in a long file"
     )
+    stems: dict[str, Recognition] = Field(
+        default_factory=dict,
+        description="Answers for stems, asked when the mix was not recognised "
+        "(`service.confirm_on_stem`)",
+    )
+    decided_on: str = Field("mix", description="The audio whose answer `recognition` is")
     chromaprint: ChromaprintInfo | None = None
     errors: dict[str, str] = Field(default_factory=dict, description="part -> why it failed")

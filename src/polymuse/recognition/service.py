@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from polymuse.recognition.models import ChromaprintInfo, Recognition
+from polymuse.recognition.models import ChromaprintInfo, Recognition, SongMatch
 from polymuse.recognition.postgres import PostgresIndex
 from polymuse.recognition.recognizer import Recognizer
 from polymuse.recognition.semantic import LoadAudio, SemanticLane, fuse
@@ -19,7 +19,8 @@ from polymuse.settings import Settings
 from polymuse.store import Store
 from polymuse.tools import chromaprint
 
-WHOLE_FILE_S = 30.0
+WHOLE_FILE_S = 12.0
+"""Files up to this long are identified whole; the confidence is fitted on clips of 3 to 10 s."""
 EXCERPT_S = 10.0
 EXCERPTS = 3
 
@@ -35,13 +36,20 @@ def excerpt_starts(duration_s: float) -> list[float]:
 def identify_file(
     recognizer: Recognizer, audio: np.ndarray, sample_rate: int
 ) -> tuple[Recognition, list[float]]:
-    """The answer for a whole file (mono), and the excerpt starts used (empty: whole file)."""
+    """The answer for a whole file (mono), and the excerpt starts used (empty: whole file).
+
+    An excerpt's answer is given in the file's time: its matched span is where it lies in the
+    file, and its reference offset is where the file's first sample lies in the reference.
+    """
     starts = excerpt_starts(len(audio) / sample_rate)
     if not starts:
         return recognizer.identify(audio, sample_rate), []
     answers = [
-        recognizer.identify(
-            audio[int(s * sample_rate) : int((s + EXCERPT_S) * sample_rate)], sample_rate
+        _in_file_time(
+            recognizer.identify(
+                audio[int(s * sample_rate) : int((s + EXCERPT_S) * sample_rate)], sample_rate
+            ),
+            s,
         )
         for s in starts
     ]
@@ -51,6 +59,53 @@ def identify_file(
         return (answer.status == "match", best.confidence if best else 0.0)
 
     return max(answers, key=strength), starts
+
+
+def _in_file_time(answer: Recognition, start_s: float) -> Recognition:
+    """An excerpt's answer with query times counted from the file's start, not the excerpt's."""
+
+    def shift(m: SongMatch) -> SongMatch:
+        return m.model_copy(
+            update={
+                "query_start_s": round(m.query_start_s + start_s, 3),
+                "query_end_s": round(m.query_end_s + start_s, 3),
+                "reference_offset_s": round(m.reference_offset_s - m.tempo_ratio * start_s, 3),
+            }
+        )
+
+    return answer.model_copy(
+        update={
+            "match": shift(answer.match) if answer.match else None,
+            "alternatives": [shift(m) for m in answer.alternatives],
+        }
+    )
+
+
+def confirm_on_stem(
+    recognizer: Recognizer, mix: Recognition, stem: np.ndarray, sample_rate: int
+) -> Recognition:
+    """The answer for a stem (the instrumental: mix minus vocals) of a file whose mix was not
+    recognised; it may only confirm the mix's own best candidate.
+
+    A voice over a catalogued backing track leaves held notes the reference does not explain,
+    and the mix is then rejected though ranked right; without the voice the backing matches.
+    Accepting the stem's match only when the mix ranked the same song first keeps the second
+    look from giving an unknown song a second chance at any other song. The stem's answer is
+    returned as it is when it confirms, else demoted to `unknown`.
+    """
+    answer, _ = identify_file(recognizer, stem, sample_rate)
+    best = mix.alternatives[0] if mix.alternatives else None
+    if answer.match is None or (best is not None and answer.match.song_id == best.song_id):
+        return answer
+    alternatives = [answer.match, *answer.alternatives][: recognizer.alternatives]
+    return answer.model_copy(
+        update={
+            "status": "unknown",
+            "match": None,
+            "alternatives": alternatives,
+            "decided_by": "none",
+        }
+    )
 
 
 def second_opinion(

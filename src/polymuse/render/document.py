@@ -79,6 +79,16 @@ def _recognition(part: RecognitionSection) -> Section:
                 if top
                 else f"Semantic lane: {opinion.note or 'no opinion'}."
             )
+    for name, answer in part.stems.items():
+        best = answer.match or (answer.alternatives[0] if answer.alternatives else None)
+        section.paragraphs.append(
+            f"The mix was not recognised; its {name} stem "
+            + (
+                f"confirmed {best.title} (confidence {best.confidence:.2f})."
+                if answer.match
+                else f"was not either (closest: {best.title if best else 'none'})."
+            )
+        )
     if part.excerpts:
         starts = ", ".join(_t(s) for s in part.excerpts)
         section.paragraphs.append(f"Looked up as excerpts starting at {starts}.")

@@ -86,8 +86,11 @@ def summarise(
     if recognition is not None and (found := recognition.recognition) is not None:
         hit = found.match if found.status == "match" else None
         parts.append(
-            f"The catalogue recognises it as {hit.title} (from {hit.reference_offset_s:.1f} s, "
-            f"confidence {hit.confidence:.2f}, decided by the {found.decided_by} lane)."
+            f"The catalogue recognises it as {hit.title} "
+            f"(from {round(hit.reference_offset_s, 1) + 0.0:.1f} s, "
+            f"confidence {hit.confidence:.2f}, decided by the {found.decided_by} lane"
+            + (f" on the {recognition.decided_on} stem" if recognition.decided_on != "mix" else "")
+            + ")."
             if hit
             else "It is not in the catalogue."
         )
