@@ -738,13 +738,11 @@ def add_to_set(
 
 def add_assets_to_set(conn: psycopg.Connection, set_name: str, asset_ids: Iterable[int]) -> None:
     """Put the songs of these assets in a catalogue set."""
-    conn.execute(
-        "INSERT INTO set_membership (set_type, set_name, member_type, entity_id) "
-        "SELECT DISTINCT 'catalog', %(name)s, 'song', entity_id FROM audio_object "
-        "WHERE object_id = ANY(%(ids)s::bigint[]) "
-        "ON CONFLICT DO NOTHING",
-        {"name": set_name, "ids": list(asset_ids)},
-    )
+    songs = conn.execute(
+        "SELECT DISTINCT entity_id FROM audio_object WHERE object_id = ANY(%(ids)s::bigint[])",
+        {"ids": list(asset_ids)},
+    ).fetchall()
+    add_to_set(conn, set_name, [song for (song,) in songs])
 
 
 # -- quarantine --------------------------------------------------------------------------
