@@ -124,8 +124,9 @@ def test_recognize_node(catalogue, settings, tmp_path) -> None:
     section = update["recognition"]
     assert section.recognition.status == "match"
     assert section.recognition.match.title == "Song 2"
-    assert abs(section.recognition.match.reference_offset_s) <= 0.05
-    assert section.excerpts == []
+    assert abs(section.recognition.match.reference_offset_s) <= 0.05  # in the file's time
+    assert len(section.excerpts) == 3  # over 12 s: three 10 s excerpts
+    assert section.decided_on == "mix" and section.stems == {}
 
 
 def _age_fingerprint(store, file_name: str) -> None:
