@@ -459,7 +459,7 @@ def _cell(
 
 def _offset_error(query: Query, answer: Recognition, audio: np.ndarray) -> float | None:
     """|answered - true| offset of a right answer; 0 when both spans hold the same music."""
-    best = answer.match or (answer.alternatives[0] if answer.alternatives else None)
+    best = answer.best
     if best is None or best.song_id != query.song:
         return None
     error = abs(best.reference_offset_s - query.start_s)
@@ -775,7 +775,7 @@ def _postgres_check(
             t1 = time.perf_counter()
             answer = recognizer.identify(clip, SAMPLE_RATE)
             latency.append(time.perf_counter() - t1)
-            ours = answer.match or (answer.alternatives[0] if answer.alternatives else None)
+            ours = answer.best
             memory = evidence_of(o.answer)[1]
             same += (ident_of.get(ours.asset_id) if ours else None) == memory
         stats = pg.stats()

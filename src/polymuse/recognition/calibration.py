@@ -53,10 +53,10 @@ and give far look-alikes a high confidence."""
 KNOTS = 5
 """Knots per feature of a fitted model."""
 COUNT_SECONDS = 5.0
-"""Counts from a longer clip are scaled to this many seconds before they enter the model. It is
-fitted on 3 and 5 s clips, and a longer clip's counts grow with its length, not its
-credibility: a noisy 10 s clip leaves twice the unexplained steady peaks of a 5 s one. Shorter
-clips are not scaled up: their few counts are their doubt."""
+"""Counts from a longer clip are scaled to this many seconds before they enter the model: they
+grow with a clip's length, not its credibility (a noisy 10 s clip leaves twice the unexplained
+steady peaks of a 5 s one), so scaled, clips of 3 to 10 s share one model. Shorter clips are
+not scaled up: their few counts are their doubt."""
 
 
 @dataclass(frozen=True)
@@ -149,22 +149,23 @@ def default_calibration() -> Calibration:
 
 def features(evidence: list[Evidence]) -> np.ndarray:
     """One row of `FEATURES` per evidence, counts scaled by `Evidence.count_scale`."""
-    rows = [
-        (
-            np.log1p(e.found * k),
-            np.log1p(e.second_found * k),
-            e.fraction,
-            np.log1p(e.score * k),
-            e.precision,
-            e.absence,
-            e.depth_db,
-            np.log1p(e.steady_explained * k),
-            np.log1p((e.steady - e.steady_explained) * k),
-            e.raised,
-        )
-        for e, k in ((e, e.count_scale) for e in evidence)
-    ]
+    rows = [_row(e, e.count_scale) for e in evidence]
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
+
+
+def _row(e: Evidence, k: float) -> tuple[float, ...]:
+    return (
+        np.log1p(e.found * k),
+        np.log1p(e.second_found * k),
+        e.fraction,
+        np.log1p(e.score * k),
+        e.precision,
+        e.absence,
+        e.depth_db,
+        np.log1p(e.steady_explained * k),
+        np.log1p((e.steady - e.steady_explained) * k),
+        e.raised,
+    )
 
 
 def design(x: np.ndarray, knots: tuple[tuple[float, ...], ...]) -> np.ndarray:

@@ -112,6 +112,11 @@ class Recognition(Model):
         None, description="The semantic lane's opinion (None: the lane was not asked)"
     )
 
+    @property
+    def best(self) -> SongMatch | None:
+        """The match, or when the answer is `unknown` the closest song (None: no candidate)."""
+        return self.match or (self.alternatives[0] if self.alternatives else None)
+
 
 class TimelineSegment(Model):
     """A stretch of a long recording that plays one catalogue song."""

@@ -163,7 +163,7 @@ def fuse(exact: Recognition, opinion: SemanticOpinion | None) -> Recognition:
     if opinion is None:
         return exact
     top = opinion.candidates[0] if opinion.candidates else None
-    reference = exact.match or (exact.alternatives[0] if exact.alternatives else None)
+    reference = exact.best
     agrees = None if top is None or reference is None else top.song_id == reference.song_id
     opinion = opinion.model_copy(update={"agrees": agrees})
     if exact.status == "match":

@@ -55,7 +55,7 @@ def identify_file(
     ]
 
     def strength(answer: Recognition) -> tuple[int, float]:
-        best = answer.match or (answer.alternatives[0] if answer.alternatives else None)
+        best = answer.best
         return (answer.status == "match", best.confidence if best else 0.0)
 
     return max(answers, key=strength), starts
@@ -94,7 +94,7 @@ def confirm_on_stem(
     returned as it is when it confirms, else demoted to `unknown`.
     """
     answer, _ = identify_file(recognizer, stem, sample_rate)
-    best = mix.alternatives[0] if mix.alternatives else None
+    best = mix.best
     if answer.match is None or (best is not None and answer.match.song_id == best.song_id):
         return answer
     alternatives = [answer.match, *answer.alternatives][: recognizer.alternatives]

@@ -80,7 +80,7 @@ def _recognition(part: RecognitionSection) -> Section:
                 else f"Semantic lane: {opinion.note or 'no opinion'}."
             )
     for name, answer in part.stems.items():
-        best = answer.match or (answer.alternatives[0] if answer.alternatives else None)
+        best = answer.best
         section.paragraphs.append(
             f"The mix was not recognised; its {name} stem "
             + (
