@@ -362,19 +362,7 @@ def evidence_of(answer: Recognition) -> tuple[Evidence | None, int | None, list[
         return None, None, []
     best = ranked[0]
     second = ranked[1].peaks_found if len(ranked) > 1 else 0
-    evidence = Evidence(
-        found=best.peaks_found,
-        second_found=second,
-        fraction=best.peaks_found / best.peaks_checked if best.peaks_checked else 0.0,
-        score=best.score,
-        precision=best.precision,
-        absence=best.peaks_absent / best.peaks_checked if best.peaks_checked else 0.0,
-        depth_db=best.depth_db,
-        steady=best.steady_peaks,
-        steady_explained=best.steady_explained,
-        raised=best.peaks_raised / best.peaks_checked if best.peaks_checked else 0.0,
-        seconds=answer.query_duration_s,
-    )
+    evidence = Evidence.of(best, second_found=second, seconds=answer.query_duration_s)
     return evidence, best.song_id, [m.song_id for m in ranked]
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from polymuse.errors import ParameterError
+from polymuse.recognition.models import SongMatch
 
 CALIBRATION_FILE = "recognition_calibration.json"
 FEATURES = (
@@ -86,6 +87,29 @@ class Evidence:
     that band (`matching.RAISED_DB`)."""
     seconds: float = 0.0
     """Length of the clip (or timeline window) checked; 0: unknown, counts are not scaled."""
+
+    @classmethod
+    def of(cls, match: SongMatch, *, second_found: int, seconds: float) -> Evidence:
+        """The evidence of a reported match (the recognizer and the evaluation both read it so,
+        from the same rounded fields)."""
+        checked = match.peaks_checked
+
+        def share(count: int) -> float:
+            return count / checked if checked else 0.0
+
+        return cls(
+            found=match.peaks_found,
+            second_found=second_found,
+            fraction=share(match.peaks_found),
+            score=match.score,
+            precision=match.precision,
+            absence=share(match.peaks_absent),
+            depth_db=match.depth_db,
+            steady=match.steady_peaks,
+            steady_explained=match.steady_explained,
+            raised=share(match.peaks_raised),
+            seconds=seconds,
+        )
 
     @property
     def count_scale(self) -> float:

@@ -204,24 +204,14 @@ class Recognizer:
             if song not in best or (v.found, c.score) > (best[song][1].found, best[song][0].score):
                 best[song] = (c, v)
         ranked = sorted(best.values(), key=lambda cv: (-cv[1].found, -cv[0].score))
+        seconds = span_s[1] - span_s[0] if span_s else query.duration_s
         matches = []
         for i, (c, v) in enumerate(ranked):
+            match = _song_match(c, v, songs[c.asset_id])
             other = ranked[1 if i == 0 else 0][1].found if len(ranked) > 1 else 0
-            evidence = Evidence(
-                found=v.found,
-                second_found=other,
-                fraction=v.fraction,
-                score=c.score,
-                precision=v.precision,
-                absence=v.absence,
-                depth_db=v.depth_db,
-                steady=v.steady,
-                steady_explained=v.steady_explained,
-                raised=v.raised_share,
-                seconds=span_s[1] - span_s[0] if span_s else query.duration_s,
-            )
-            confidence = self.calibration.confidence(evidence)
-            matches.append(_song_match(c, v, songs[c.asset_id], confidence))
+            evidence = Evidence.of(match, second_found=other, seconds=seconds)
+            confidence = round(self.calibration.confidence(evidence), 4)
+            matches.append(match.model_copy(update={"confidence": confidence}))
         top = matches[0]
         known = top.confidence >= self.calibration.threshold
         return Recognition(
@@ -233,15 +223,14 @@ class Recognizer:
         )
 
 
-def _song_match(
-    c: matching.Candidate, v: matching.Verification, ref: SongRef, confidence: float
-) -> SongMatch:
+def _song_match(c: matching.Candidate, v: matching.Verification, ref: SongRef) -> SongMatch:
+    """The reported match, its confidence still to be set."""
     return SongMatch(
         song_id=ref.song_id,
         asset_id=c.asset_id,
         title=ref.title,
         artist=ref.artist,
-        confidence=round(confidence, 4),
+        confidence=0.0,
         score=c.score,
         reference_offset_s=round(c.offset_s, 3),
         query_start_s=round(c.query_start_s, 3),
