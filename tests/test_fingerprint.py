@@ -82,6 +82,37 @@ def test_reference_density_is_sparse(song: np.ndarray) -> None:
     assert int((ref.hashes & 0xFFFFFF).max()) < hashes.HASH_SPACE
 
 
+def test_stored_peaks_are_loud_query_peaks_and_hold_the_hashed_ones(song: np.ndarray) -> None:
+    ref = fingerprint.reference(song, SR)
+    query = fingerprint.query(song, SR)
+    t, pitch = fingerprint.unpack_peaks(ref.peaks)
+    shown = (np.abs(t[:, None] - query.peak_t[None, :]) <= 0.125) & (
+        np.abs(pitch[:, None] - query.peak_p[None, :]) <= 0.5
+    )
+    assert shown.any(axis=1).all()
+    spec = peaks.log_spectrogram(peaks.prepare(song, SR))
+    radius = hashes.REFERENCE.time_radius
+    hashed = peaks.find_peaks(spec, time_radius=radius, freq_radius=hashes.REFERENCE.freq_radius)
+    hashed = hashed.where(peaks.loud(spec, hashed, time_radius=radius))
+    assert len(ref.peaks) > 1.2 * len(hashed)
+    stored = set(zip(np.rint(t * 4).tolist(), np.rint(pitch).tolist(), strict=True))
+    back = fingerprint.unpack_peaks(
+        fingerprint.pack_peaks(hashed.t, fingerprint.pitch_of(hashed.f))
+    )
+    assert set(zip(np.rint(back[0] * 4).tolist(), np.rint(back[1]).tolist(), strict=True)) <= stored
+
+
+def test_partials_far_below_the_moment_s_loudest_are_not_stored() -> None:
+    n = np.arange(3 * SR) / SR
+    strong = np.sin(2 * np.pi * 440 * n)
+    weak = np.sin(2 * np.pi * 1320 * n) * 10 ** (-35 / 20)
+    weaker = np.sin(2 * np.pi * 2200 * n) * 10 ** (-45 / 20)
+    _, pitch = fingerprint.unpack_peaks(fingerprint.reference(strong + weak + weaker, SR).peaks)
+    hz = peaks.F_MIN * 2 ** (pitch / (12 * fingerprint.PITCH_STEPS))
+    assert np.any(np.abs(hz - 440) < 5) and np.any(np.abs(hz - 1320) < 5)
+    assert not np.any(np.abs(hz - 2200) < 20)
+
+
 def test_peaks_pack_round_trip() -> None:
     t = np.array([0.0, 1.25, 1000.5, 250000.75], dtype=np.float32)
     pitch = np.array([0.0, 12.0, 500.0, 1023.0])

@@ -392,13 +392,13 @@ def _voice(clip: np.ndarray, level: float) -> np.ndarray:
 def test_an_instrumental_stem_confirms_only_the_mixs_best_candidate(
     recognizer: Recognizer, songs: dict[int, np.ndarray]
 ) -> None:
-    """A loud voice hides song 2 (ranked first, rejected); its instrumental stem confirms it.
+    """A loud voice hides song 6 (ranked first, rejected); its instrumental stem confirms it.
     A stem matching any other song does not make the file that song."""
-    clip = songs[2][5 * SR : 15 * SR]
-    mix = recognizer.identify(clip + _voice(clip, 2.0), SR)
-    assert mix.status == "unknown" and mix.alternatives[0].song_id == 2
+    clip = songs[6][5 * SR : 15 * SR]
+    mix = recognizer.identify(clip + _voice(clip, 3.5), SR)
+    assert mix.status == "unknown" and mix.alternatives[0].song_id == 6
     confirmed = service.confirm_on_stem(recognizer, mix, clip + _voice(clip, 0.3), SR)
-    assert confirmed.status == "match" and confirmed.match.song_id == 2
+    assert confirmed.status == "match" and confirmed.match.song_id == 6
     other = service.confirm_on_stem(recognizer, mix, songs[5][5 * SR : 15 * SR], SR)
     assert other.status == "unknown" and other.match is None
     assert other.alternatives[0].song_id == 5

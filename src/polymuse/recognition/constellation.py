@@ -10,9 +10,9 @@ scatter-plot diagonal, searched exhaustively). The winning bins become candidate
 verification and calibration as the hash candidates.
 
 The search assumes the query plays at the reference's tempo and pitch (the triplet hashes cover
-speed and pitch changes), and it holds every reference peak in memory: 4 bytes a peak, about
-0.8 MB per hour of audio as searched here, built once per recognizer, for catalogues up to
-`MAX_PEAKS` peaks.
+speed and pitch changes), and it holds every stored reference peak in memory: 12 bytes a peak
+as searched here, about 1.1 MB per hour of audio, built once per recognizer, for catalogues up
+to `MAX_PEAKS` peaks.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ PITCH_TOLERANCE = 0.1
 verification's tolerance: half the votes, and the same accuracy (0 dB babble, 3 s: 88.9 %
 ranked first against 87.8 % at 0.2)."""
 MAX_PEAKS = 5_000_000
-"""Largest catalogue searched (about 75 hours of audio): votes grow with the catalogue, about
-60 ms for a 5 s clip at 5 hours. Larger catalogues rely on the hashes alone."""
+"""Largest catalogue searched (about 55 hours of audio): votes grow with the catalogue. Larger
+catalogues rely on the hashes alone."""
 
 
 @dataclass(frozen=True)

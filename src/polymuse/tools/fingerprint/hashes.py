@@ -75,12 +75,12 @@ class HashParams:
         return int(np.ceil(np.log(self.dt_max / self.span_min) / SPAN_STEP)) + 1
 
 
-# 33 x 33 cells (0.53 s x 250 Hz) leave about 18 peaks, so 18 hashes, a second of music: 4.3 MB
-# an hour in PostgreSQL (about 64 bytes a posting with its hash index, plus 0.4 MB of stored
-# peaks), inside the 5 MB budget. Density is what noise robustness is bought with: against
-# 49 x 49 cells (9 a second) it lifts 3 s clips under 0 dB babble from 66 to 79 % ranked first
-# and 5 s reverberant clips from 92 to 98 %; three triplets per anchor instead of one, at the
-# larger cells, cost more postings and gained less (71 %).
+# 33 x 33 cells (0.53 s x 250 Hz) leave about 17 loud peaks (`peaks.LOUD_DB`), so 17 hashes, a
+# second of music: 4.4 MB an hour in PostgreSQL (about 64 bytes a posting with its hash index,
+# plus 0.5 MB of stored peaks), inside the 5 MB budget. Density is what noise robustness is
+# bought with: against 49 x 49 cells (9 a second) it lifts 3 s clips under 0 dB babble from 66
+# to 79 % ranked first and 5 s reverberant clips from 92 to 98 %; three triplets per anchor
+# instead of one, at the larger cells, cost more postings and gained less (71 %).
 REFERENCE = HashParams(time_radius=16, freq_radius=16, fan_out=2)
 QUERY = HashParams(
     time_radius=12,
