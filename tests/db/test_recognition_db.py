@@ -139,8 +139,9 @@ def _age_fingerprint(store, file_name: str) -> None:
         )
 
 
-def test_refingerprint_replaces_an_older_version(catalogue, settings) -> None:
-    """Files fingerprinted by an older version are re-read and match again; others are kept."""
+def test_refingerprint_replaces_an_older_version(catalogue, settings, tmp_path) -> None:
+    """Files fingerprinted by an older version are reported, re-read and match again; others
+    are kept."""
     from polymuse.commands.catalog import app
     from polymuse.recognition.refresh import stale_assets
 
@@ -150,6 +151,12 @@ def test_refingerprint_replaces_an_older_version(catalogue, settings) -> None:
     assert Recognizer(PostgresIndex(catalogue)).identify(clip, SR).status == "unknown"
     stats = CliRunner().invoke(app, ["--dsn", settings.dsn, "stats", "--json"])
     assert json.loads(stats.output)["stale_fingerprints"] == 1
+    path = tmp_path / "clip.wav"
+    sf.write(path, clip, SR)
+    ask = typer.Typer()
+    ask.command()(identify)
+    answer = CliRunner().invoke(ask, [str(path), "--dsn", settings.dsn])
+    assert "1 catalogue file(s) carry fingerprints of another version" in answer.stderr
     result = CliRunner().invoke(app, ["--dsn", settings.dsn, "refingerprint", "--json"])
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.output)["replaced"]) == 1

@@ -14,6 +14,7 @@ from polymuse.commands.common import load_settings
 from polymuse.console import err, out
 from polymuse.errors import PolymuseError
 from polymuse.recognition import Recognition, SemanticLane, SemanticOpinion, Timeline, service
+from polymuse.recognition.refresh import stale_note
 from polymuse.store import open_store
 from polymuse.tools import audio, fingerprint
 
@@ -52,6 +53,8 @@ def identify(
     answers: list[dict] = []
     with open_store(settings, max_size=1) as store:
         recognizer = service.recognizer_for(store)
+        if note := stale_note(store):
+            err.print(f"[yellow]warning:[/yellow] {note}", highlight=False, soft_wrap=True)
         semantic: SemanticLane | None = None
         if lane is Lane.both and not timeline:
             semantic = service.semantic_lane(settings, store)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from langgraph.runtime import Runtime
 
 from polymuse.recognition import RecognitionSection, service
+from polymuse.recognition.refresh import stale_note
 from polymuse.runtime import Context
 from polymuse.state import AnalysisState
 from polymuse.store import Store, open_store
@@ -20,7 +21,8 @@ def recognize(state: AnalysisState, runtime: Runtime[Context]) -> dict:
     (`service.confirm_on_stem`). Then the semantic lane gives its opinion when the catalogue
     holds window embeddings of the configured encoder (`service.second_opinion`). Uses the context's
     store when it has one (`Context.store`), else opens the configured catalogue for this run.
-    A Chromaprint failure is recorded and the identification kept.
+    A Chromaprint failure is recorded and the identification kept, and so are catalogue files
+    whose fingerprints another version made (they cannot match; `refresh.stale_note`).
     """
     path = state["source"].path
     rate = fingerprint.ANALYSIS_RATE
@@ -46,6 +48,8 @@ def recognize(state: AnalysisState, runtime: Runtime[Context]) -> dict:
         section = RecognitionSection(
             recognition=answer, excerpts=starts, stems=stems, decided_on=decided_on
         )
+        if note := stale_note(store):
+            section.errors["fingerprints"] = note
         try:
             section.chromaprint = service.chromaprint_info(store, y, rate)
         except chromaprint.ChromaprintError as exc:

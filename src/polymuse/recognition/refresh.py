@@ -44,6 +44,18 @@ def stale_assets(store: Store) -> list[tuple[int, str]]:
         return [(int(a), str(p)) for a, p in conn.execute(_STALE, _IDENTITY).fetchall()]
 
 
+def stale_note(store: Store) -> str | None:
+    """One line for a catalogue holding files fingerprinted by another version (None if it
+    holds none): they cannot be recognised until they are refingerprinted."""
+    stale = stale_assets(store)
+    if not stale:
+        return None
+    return (
+        f"{len(stale)} catalogue file(s) carry fingerprints of another version and cannot be "
+        "recognised until `polymuse catalog refingerprint` replaces them"
+    )
+
+
 def refingerprint(
     store: Store, *, on_progress: Callable[[int, int], None] | None = None
 ) -> RefreshSummary:
