@@ -102,7 +102,7 @@ def test_stored_peaks_are_loud_query_peaks_and_hold_the_hashed_ones(song: np.nda
     assert set(zip(np.rint(back[0] * 4).tolist(), np.rint(back[1]).tolist(), strict=True)) <= stored
 
 
-def test_partials_far_below_the_moment_s_loudest_are_not_stored() -> None:
+def test_partials_far_below_the_loudest_of_their_moment_are_not_stored() -> None:
     n = np.arange(3 * SR) / SR
     strong = np.sin(2 * np.pi * 440 * n)
     weak = np.sin(2 * np.pi * 1320 * n) * 10 ** (-35 / 20)
