@@ -361,8 +361,7 @@ def evidence_of(answer: Recognition) -> tuple[Evidence | None, int | None, list[
     if not ranked:
         return None, None, []
     best = ranked[0]
-    second = ranked[1].peaks_found if len(ranked) > 1 else 0
-    evidence = Evidence.of(best, second_found=second, seconds=answer.query_duration_s)
+    evidence = Evidence.of(best, seconds=answer.query_duration_s)
     return evidence, best.song_id, [m.song_id for m in ranked]
 
 

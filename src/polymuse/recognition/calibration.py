@@ -67,7 +67,7 @@ class Evidence:
     found: int
     """Reference peaks the verification found in the query."""
     second_found: int
-    """`found` of the best candidate of another song (0 if none)."""
+    """The most `found` of any other song's best candidate (0 if none)."""
     fraction: float
     """`found` over the reference peaks checked."""
     score: int
@@ -89,7 +89,7 @@ class Evidence:
     """Length of the clip (or timeline window) checked; 0: unknown, counts are not scaled."""
 
     @classmethod
-    def of(cls, match: SongMatch, *, second_found: int, seconds: float) -> Evidence:
+    def of(cls, match: SongMatch, *, seconds: float) -> Evidence:
         """The evidence of a reported match (the recognizer and the evaluation both read it so,
         from the same rounded fields)."""
         checked = match.peaks_checked
@@ -99,7 +99,7 @@ class Evidence:
 
         return cls(
             found=match.peaks_found,
-            second_found=second_found,
+            second_found=match.rival_peaks_found,
             fraction=share(match.peaks_found),
             score=match.score,
             precision=match.precision,

@@ -90,8 +90,7 @@ def search(table: PeakTable, query: QueryPrint, *, top: int = 10) -> list[Candid
     if not counts.sum():
         return []
     owner = np.repeat(np.arange(len(counts)), counts)
-    ref = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    ref += np.repeat(lo, counts)
+    ref = np.arange(counts.sum()) + (lo - np.cumsum(counts) + counts)[owner]
     offset = table.time[ref] - peak_t[owner]
     bins = (offset * (1 / OFFSET_BIN)).astype(np.int64)  # offsets are positive: floor
     low = int(bins.min())
@@ -99,8 +98,7 @@ def search(table: PeakTable, query: QueryPrint, *, top: int = 10) -> list[Candid
     # Each bin counted with its right neighbour, as in `matching`'s vote.
     pair = np.bincount(bins)
     pair[:-1] += pair[1:]
-    best = np.argpartition(-pair, min(4 * top, len(pair) - 1))[: 4 * top]
-    best = best[np.argsort(-pair[best], kind="stable")]
+    best = _largest(pair, 4 * top)
     marked = np.zeros(len(pair) + 2, dtype=bool)
     for shift in (-1, 0, 1, 2):
         marked[np.clip(best + shift, 0, len(marked) - 1)] = True
@@ -129,3 +127,13 @@ def search(table: PeakTable, query: QueryPrint, *, top: int = 10) -> list[Candid
             )
         )
     return found
+
+
+def _largest(values: np.ndarray, count: int, *, block: int = 64) -> np.ndarray:
+    """Indices of the `count` largest `values`, largest first: the winners lie in the blocks
+    with the largest maxima, so only those blocks are sorted."""
+    maxima = np.maximum.reduceat(values, np.arange(0, len(values), block))
+    blocks = np.argsort(-maxima, kind="stable")[:count]
+    cells = (blocks[:, None] * block + np.arange(block)).ravel()
+    cells = np.sort(cells[cells < len(values)])
+    return cells[np.argsort(-values[cells], kind="stable")[:count]]

@@ -274,7 +274,7 @@ def verify(
     keep = np.abs(shift) <= search + close
     ref, shift = ref[keep], shift[keep]
     centres = np.arange(-search, search + 1e-9, steps / 16)
-    found = np.array([len(np.unique(ref[np.abs(shift - c) <= close])) for c in centres])
+    found = _found_per_shift(ref, shift, centres, close, len(inside))
     best = int(found.max()) if len(found) else 0
     best_shift = float(np.median(centres[found == best])) if best else 0.0
     if best:
@@ -326,6 +326,25 @@ def verify(
         depth_db=float(np.minimum(below, DEPTH_CAP_DB).mean()) if len(below) else 0.0,
         raised=int(np.count_nonzero(lift >= RAISED_DB)),
     )
+
+
+def _found_per_shift(
+    ref: np.ndarray, shift: np.ndarray, centres: np.ndarray, close: float, refs: int
+) -> np.ndarray:
+    """For each of the evenly spaced `centres`, how many distinct reference peaks (`ref`, of
+    `refs`) have a pair whose `shift` lies within `close` of it."""
+    step = float(centres[1] - centres[0]) if len(centres) > 1 else 1.0
+    first = np.maximum(np.ceil((shift - close - centres[0]) / step).astype(np.int64), 0)
+    last = np.minimum(
+        np.floor((shift + close - centres[0]) / step).astype(np.int64), len(centres) - 1
+    )
+    ok = first <= last
+    width = len(centres) + 1
+    # Each pair covers a run of centres: +1 where it starts, -1 after it ends, summed per peak.
+    cover = np.bincount(ref[ok] * width + first[ok], minlength=refs * width) - np.bincount(
+        ref[ok] * width + last[ok] + 1, minlength=refs * width
+    )
+    return (np.cumsum(cover.reshape(refs, width), axis=1)[:, :-1] > 0).sum(axis=0)
 
 
 def _band_pitch() -> tuple[float, float]:

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from polymuse.schema import Model
 
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 
 
 class SongMatch(Model):
@@ -35,6 +35,9 @@ class SongMatch(Model):
     pitch_shift: float = Field(0.0, description="Semitones, query relative to reference")
     peaks_checked: int = Field(0, description="Reference peaks under the matched span")
     peaks_found: int = Field(0, description="... that the query shows too")
+    rival_peaks_found: int = Field(
+        0, description="Most reference peaks the best candidate of any other song found"
+    )
     precision: float = Field(0.0, description="Share of the query's strong peaks it explains")
     peaks_absent: int = Field(
         0, description="Reference peaks under the span where the query is quiet (other notes)"

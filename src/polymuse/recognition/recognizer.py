@@ -203,15 +203,17 @@ class Recognizer:
             song = songs[c.asset_id].song_id
             if song not in best or (v.found, c.score) > (best[song][1].found, best[song][0].score):
                 best[song] = (c, v)
-        ranked = sorted(best.values(), key=lambda cv: (-cv[1].found, -cv[0].score))
         seconds = span_s[1] - span_s[0] if span_s else query.duration_s
+        found = [v.found for _, v in best.values()]
         matches = []
-        for i, (c, v) in enumerate(ranked):
-            match = _song_match(c, v, songs[c.asset_id])
-            other = ranked[1 if i == 0 else 0][1].found if len(ranked) > 1 else 0
-            evidence = Evidence.of(match, second_found=other, seconds=seconds)
-            confidence = round(self.calibration.confidence(evidence), 4)
+        for i, (c, v) in enumerate(best.values()):
+            rival = max(found[:i] + found[i + 1 :], default=0)
+            match = _song_match(c, v, songs[c.asset_id], rival=rival)
+            confidence = round(self.calibration.confidence(Evidence.of(match, seconds=seconds)), 4)
             matches.append(match.model_copy(update={"confidence": confidence}))
+        # By confidence, not peaks found: under loud noise a dense look-alike shows more of its
+        # many peaks by chance than a sparse song shows of its few, none of them absent.
+        matches.sort(key=lambda m: (-m.confidence, -m.peaks_found, -m.score))
         top = matches[0]
         known = top.confidence >= self.calibration.threshold
         return Recognition(
@@ -223,7 +225,9 @@ class Recognizer:
         )
 
 
-def _song_match(c: matching.Candidate, v: matching.Verification, ref: SongRef) -> SongMatch:
+def _song_match(
+    c: matching.Candidate, v: matching.Verification, ref: SongRef, *, rival: int
+) -> SongMatch:
     """The reported match, its confidence still to be set."""
     return SongMatch(
         song_id=ref.song_id,
@@ -241,6 +245,7 @@ def _song_match(c: matching.Candidate, v: matching.Verification, ref: SongRef) -
         pitch_shift=round(v.pitch_shift, 3),
         peaks_checked=v.checked,
         peaks_found=v.found,
+        rival_peaks_found=rival,
         precision=round(v.precision, 3),
         peaks_absent=v.absent,
         depth_db=round(v.depth_db, 2),
