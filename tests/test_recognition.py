@@ -133,6 +133,20 @@ def test_timeline_of_two_concatenated_songs(
     assert abs(b.match.reference_offset_s - (2.0 - 20.0)) <= 0.05
 
 
+def test_timeline_windows_search_the_constellation_too(
+    recognizer: Recognizer, songs: dict[int, np.ndarray]
+) -> None:
+    """Under speech-like noise 9 dB louder than the music, the first song's windows keep too
+    few hashes; their constellation search still finds it, at its offset."""
+    recording = np.concatenate([songs[3][5 * SR : 25 * SR], songs[7][2 * SR : 22 * SR]])
+    noise = _glides(len(recording) / SR, 4)[: len(recording)]
+    noise *= np.sqrt(np.mean(recording**2) / np.mean(noise**2)) * 10 ** (9 / 20)
+    found = recognizer.timeline(recording + noise, SR, window_s=6.0, hop_s=3.0)
+    first = found.segments[0].match
+    assert first.song_id == 3 and abs(first.reference_offset_s - 5.0) <= 0.05
+    assert {s.match.song_id for s in found.segments} == {3, 7}
+
+
 def test_timeline_rejects_bad_windows(recognizer: Recognizer) -> None:
     with pytest.raises(ParameterError):
         recognizer.timeline(np.zeros(SR, np.float32), SR, window_s=2.0, hop_s=3.0)

@@ -73,14 +73,19 @@ class PeakTable:
         return len(self.pitch)
 
 
-def search(table: PeakTable, query: QueryPrint, *, top: int = 10) -> list[Candidate]:
+def search(
+    table: PeakTable, query: QueryPrint, *, top: int = 10, start_s: float = 0.0
+) -> list[Candidate]:
     """The `top` assets whose best offset bin most query peaks agree on, best first.
 
-    Each candidate's `votes` (and `hits`) count the votes in its best bin pair; its `score`
-    (hashes on the line) is left for the caller (`matching.line_score`).
+    Only the query's peaks from `start_s` (a timeline window's start) to `MAX_QUERY_S` later
+    vote, timed from `start_s` so their offsets stay within `GAP_FRAMES` of their asset. Each
+    candidate's `votes` (and `hits`) count the votes in its best bin pair; its `score` (hashes
+    on the line) is left for the caller (`matching.line_score`).
     """
-    first = query.peak_t < MAX_QUERY_S / FRAME_S
-    peak_t, peak_p = query.peak_t[first], query.peak_p[first]
+    start = start_s / FRAME_S
+    first = (query.peak_t >= start) & (query.peak_t < start + MAX_QUERY_S / FRAME_S)
+    peak_t, peak_p = query.peak_t[first] - start, query.peak_p[first]
     if not len(table) or not len(peak_t):
         return []
     close = PITCH_TOLERANCE * fingerprint.PITCH_STEPS
@@ -120,9 +125,9 @@ def search(table: PeakTable, query: QueryPrint, *, top: int = 10) -> list[Candid
                 score=0,
                 hits=int(pair[cell]),
                 ratio=1.0,
-                offset_s=(centre - table.starts[max(where, 0)]) * FRAME_S,
-                query_start_s=float(tq.min()) * FRAME_S,
-                query_end_s=float(tq.max()) * FRAME_S,
+                offset_s=(centre - table.starts[max(where, 0)]) * FRAME_S - start_s,
+                query_start_s=(float(tq.min()) + start) * FRAME_S,
+                query_end_s=(float(tq.max()) + start) * FRAME_S,
                 votes=int(pair[cell]),
             )
         )

@@ -53,6 +53,10 @@ class Hits:
     def __len__(self) -> int:
         return len(self.probe)
 
+    def where(self, keep: np.ndarray) -> Hits:
+        """The rows a boolean mask keeps."""
+        return Hits(self.probe[keep], self.posting[keep], self.assets[keep], self.offsets[keep])
+
 
 class HashIndex(Protocol):
     """What matching needs from an index: postings, and the songs of their assets."""

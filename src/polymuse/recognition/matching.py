@@ -62,7 +62,6 @@ def vote(
     query: QueryPrint,
     hits: Hits,
     *,
-    mask: np.ndarray | None = None,
     tolerance: float = QUERY.scale_tolerance,
     top: int = 5,
 ) -> list[Candidate]:
@@ -71,12 +70,9 @@ def vote(
     Args:
         query: The query's probes (times and triplet owners).
         hits: Probes joined with postings (`index.join`).
-        mask: Optional boolean selection of hits (the timeline votes window by window).
         tolerance: Largest relative tempo change searched.
         top: How many candidates to return.
     """
-    if mask is not None:
-        hits = Hits(hits.probe[mask], hits.posting[mask], hits.assets[mask], hits.offsets[mask])
     if not len(hits):
         return []
     times = query.times[hits.probe].astype(np.float64)

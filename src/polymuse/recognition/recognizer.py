@@ -61,11 +61,7 @@ class Recognizer:
         started = time.perf_counter() if started is None else started
         query = heard.query
         postings = self.catalogue.postings(query.hashes)
-        hits = join(query.hashes, postings)
-        candidates = matching.vote(query, hits, top=self.alternatives + 3)
-        known = {c.asset_id for c in candidates if c.score >= MIN_SCORE}
-        candidates += self._constellation(query, hits, known)
-        result = self._answer(heard, candidates)
+        result = self._answer(heard, self._candidates(query, join(query.hashes, postings)))
         return result.model_copy(
             update={"postings": len(postings), "seconds": round(time.perf_counter() - started, 4)}
         )
@@ -124,16 +120,19 @@ class Recognizer:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _constellation(
-        self, query: fingerprint.QueryPrint, hits: Hits, known: set[int]
+    def _candidates(
+        self, query: fingerprint.QueryPrint, hits: Hits, *, start_s: float = 0.0
     ) -> list[matching.Candidate]:
-        """Constellation candidates of assets the hash vote did not propose, with their
-        hash score on the proposed line. Searched when the catalogue's peaks fit in memory."""
+        """The hash vote's candidates, then the constellation search's for assets the hashes
+        did not propose (with their hash score on the proposed line) when the catalogue's peaks
+        fit in memory. `hits` and `start_s`: a timeline window's."""
+        candidates = matching.vote(query, hits, top=self.alternatives + 3)
         table = self.peak_table
         if table is None:
-            return []
-        found = constellation.search(table, query, top=CONSTELLATION)
-        return [
+            return candidates
+        known = {c.asset_id for c in candidates if c.score >= MIN_SCORE}
+        found = constellation.search(table, query, top=CONSTELLATION, start_s=start_s)
+        return candidates + [
             replace(c, score=matching.line_score(query, hits, c))
             for c in found
             if c.asset_id not in known
@@ -150,8 +149,8 @@ class Recognizer:
     def _vote_span(
         self, heard: Listening, hits: Hits, times: np.ndarray, start: float, end: float
     ) -> Recognition:
-        mask = (times >= start) & (times < end)
-        candidates = matching.vote(heard.query, hits, mask=mask, top=self.alternatives + 3)
+        window = hits.where((times >= start) & (times < end))
+        candidates = self._candidates(heard.query, window, start_s=start)
         return self._answer(heard, candidates, span_s=(start, end))
 
     def _segment(
