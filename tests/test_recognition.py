@@ -383,7 +383,7 @@ def test_phone_in_a_cafe_keeps_the_phone_band_and_adds_babble() -> None:
 def test_timeline_runs_compare_alignments_where_the_windows_matched() -> None:
     """Half an hour in, a tempo ratio off by 0.05 % moves the line's offset at the recording's
     start by a second; the song still plays on, so its windows stay one segment, also across
-    rejected windows."""
+    rejected windows and where a window matched a repeat of its passage."""
 
     def window(start: float, ratio: float) -> tuple[float, float, SongMatch]:
         ref_start = start + 2.0 - 1800.0
@@ -404,13 +404,25 @@ def test_timeline_runs_compare_alignments_where_the_windows_matched() -> None:
 
     accepted = [window(1800.0, 1.0005), window(1805.0, 0.9995), window(1810.0, 1.0)]
     assert abs(accepted[0][2].reference_offset_s - accepted[1][2].reference_offset_s) > 1.0
-    assert [len(run) for run in _runs(accepted)] == [3]
+    assert [len(run) for run in _runs(accepted, hop_s=5.0)] == [3]
     # Windows rejected in between (a noisy stretch) do not split the song.
-    assert [len(run) for run in _runs([*accepted, window(1825.0, 1.0)])] == [4]
+    assert [len(run) for run in _runs([*accepted, window(1825.0, 1.0)], hop_s=5.0)] == [4]
+    # The next window matched a repeat of its passage, 3 s further on: still the same song.
     start, end, match = window(1815.0, 1.0)
-    moved = match.model_copy(update={"reference_start_s": match.reference_start_s + 3.0})
-    jumped = (start, end, moved)
-    assert [len(run) for run in _runs([*accepted, jumped])] == [3, 1]
+    repeat = (
+        start,
+        end,
+        match.model_copy(update={"reference_start_s": match.reference_start_s + 3.0}),
+    )
+    assert [len(run) for run in _runs([*accepted, repeat], hop_s=5.0)] == [4]
+    # After rejected windows, only the song's own line continues it.
+    start, end, match = window(1830.0, 1.0)
+    jumped = (
+        start,
+        end,
+        match.model_copy(update={"reference_start_s": match.reference_start_s + 3.0}),
+    )
+    assert [len(run) for run in _runs([*accepted, jumped], hop_s=5.0)] == [3, 1]
 
 
 def _voice(clip: np.ndarray, level: float) -> np.ndarray:

@@ -98,7 +98,7 @@ class Recognizer:
             answer = self._vote_span(heard, hits, times, start, end)
             if answer.status == "match" and answer.match is not None:
                 accepted.append((start, end, answer.match))
-        segments = [self._segment(heard, hits, times, run) for run in _runs(accepted)]
+        segments = [self._segment(heard, hits, times, run) for run in _runs(accepted, hop_s=hop_s)]
         return Timeline(
             duration_s=round(duration, 3),
             window_s=window_s,
@@ -256,26 +256,28 @@ def _song_match(
 
 
 def _runs(
-    accepted: list[tuple[float, float, SongMatch]],
+    accepted: list[tuple[float, float, SongMatch]], *, hop_s: float
 ) -> list[list[tuple[float, float, SongMatch]]]:
-    """Group consecutive accepted windows of one song whose alignments agree: the last window's
-    line puts the new window's matched start where the new window found it, within
-    `RUN_AGREE_S`. Rejected windows between them (a noisy stretch) do not split the song: only
-    a song that played on can be found again on its own line.
+    """Group consecutive accepted windows of one song that are adjacent or whose alignments
+    agree. Adjacent windows of one song on different lines matched a repeated passage of it at
+    its other place. Across rejected windows (a noisy stretch) the song must still be on its
+    line: the last window's line puts the new window's matched start where the new window found
+    it, within `RUN_AGREE_S`; only a song that played on is found there again.
 
     Lines are compared where the windows matched, not at the recording's start: there a tempo
     ratio off by 0.05 % (one window's fit) moves the offset by a second after half an hour.
     """
     runs: list[list[tuple[float, float, SongMatch]]] = []
     for item in accepted:
-        match = item[2]
+        start, _, match = item
         if runs:
-            last = runs[-1][-1][2]
+            last_start, _, last = runs[-1][-1]
+            adjacent = start - last_start <= hop_s * 1.01
             expected = last.reference_start_s + last.tempo_ratio * (
                 match.query_start_s - last.query_start_s
             )
             agree = abs(match.reference_start_s - expected) <= RUN_AGREE_S
-            if last.song_id == match.song_id and agree:
+            if last.song_id == match.song_id and (adjacent or agree):
                 runs[-1].append(item)
                 continue
         runs.append([item])
