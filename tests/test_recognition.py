@@ -381,12 +381,13 @@ def test_phone_in_a_cafe_keeps_the_phone_band_and_adds_babble() -> None:
 
 
 def test_timeline_runs_compare_alignments_where_the_windows_matched() -> None:
-    """Half an hour in, a tempo ratio off by 0.05 % moves the line's offset at the recording's
-    start by a second; the song still plays on, so its windows stay one segment, also across
-    rejected windows and where a window matched a repeat of its passage."""
+    """Windows of one song stay one segment when adjacent (one may have matched a repeat of its
+    passage) or, across rejected windows, when the song is still on its line. Half an hour in,
+    a tempo ratio off by 0.05 % moves that line's offset at the recording's start by a second,
+    so lines are compared where the windows matched."""
 
-    def window(start: float, ratio: float) -> tuple[float, float, SongMatch]:
-        ref_start = start + 2.0 - 1800.0
+    def window(start: float, ratio: float, moved: float = 0.0) -> tuple[float, float, SongMatch]:
+        ref_start = start + 2.0 - 1800.0 + moved
         match = SongMatch(
             song_id=4,
             asset_id=4,
@@ -402,27 +403,16 @@ def test_timeline_runs_compare_alignments_where_the_windows_matched() -> None:
         )
         return start, start + 10.0, match
 
-    accepted = [window(1800.0, 1.0005), window(1805.0, 0.9995), window(1810.0, 1.0)]
-    assert abs(accepted[0][2].reference_offset_s - accepted[1][2].reference_offset_s) > 1.0
-    assert [len(run) for run in _runs(accepted, hop_s=5.0)] == [3]
-    # Windows rejected in between (a noisy stretch) do not split the song.
-    assert [len(run) for run in _runs([*accepted, window(1825.0, 1.0)], hop_s=5.0)] == [4]
-    # The next window matched a repeat of its passage, 3 s further on: still the same song.
-    start, end, match = window(1815.0, 1.0)
-    repeat = (
-        start,
-        end,
-        match.model_copy(update={"reference_start_s": match.reference_start_s + 3.0}),
-    )
-    assert [len(run) for run in _runs([*accepted, repeat], hop_s=5.0)] == [4]
-    # After rejected windows, only the song's own line continues it.
-    start, end, match = window(1830.0, 1.0)
-    jumped = (
-        start,
-        end,
-        match.model_copy(update={"reference_start_s": match.reference_start_s + 3.0}),
-    )
-    assert [len(run) for run in _runs([*accepted, jumped], hop_s=5.0)] == [3, 1]
+    def runs(*windows: tuple[float, float, SongMatch]) -> list[int]:
+        return [len(run) for run in _runs(list(windows), hop_s=5.0)]
+
+    first, second, later = window(1800.0, 1.0005), window(1805.0, 0.9995), window(1820.0, 1.0005)
+    assert abs(second[2].reference_offset_s - later[2].reference_offset_s) > 1.5
+    # After two rejected windows, the song plays on along the line `second` found.
+    assert runs(first, second, later) == [3]
+    # There, 3 s off the line, it is another stretch; next to the last window, a repeat.
+    assert runs(first, second, window(1820.0, 1.0, moved=3.0)) == [2, 1]
+    assert runs(first, second, window(1810.0, 1.0, moved=3.0)) == [3]
 
 
 def _voice(clip: np.ndarray, level: float) -> np.ndarray:
