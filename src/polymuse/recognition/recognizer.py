@@ -25,6 +25,8 @@ from polymuse.tools.fingerprint import FRAME_S
 
 MIN_SCORE = 2
 """Hash candidates with fewer hashes on their line are not worth verifying."""
+HASH_CANDIDATES = 6
+"""Best lines of the hash vote, all verified."""
 CONSTELLATION = 10
 """Candidates the constellation search adds (`constellation`), all verified."""
 RUN_AGREE_S = 1.0
@@ -126,7 +128,7 @@ class Recognizer:
         """The hash vote's candidates, then the constellation search's for assets the hashes
         did not propose (with their hash score on the proposed line) when the catalogue's peaks
         fit in memory. `hits` and `start_s`: a timeline window's."""
-        candidates = matching.vote(query, hits, top=self.alternatives + 3)
+        candidates = matching.vote(query, hits, top=HASH_CANDIDATES)
         table = self.peak_table
         if table is None:
             return candidates
