@@ -159,3 +159,48 @@ def test_fitted_calibration_keeps_unknowns_under_the_target() -> None:
     assert np.sum(model.confidences(evidence) >= model.threshold) <= 4
     accepted = [R.evidence_of(o.answer)[0] for o in known]
     assert np.mean(model.confidences(accepted) >= model.threshold) > 0.5
+
+
+def test_fitted_calibration_holds_on_the_songs_it_ranks_first() -> None:
+    """Every unknown answer also holds a song ranked second, with few peaks found at a shallow
+    depth. A model fitted on the answers' first songs alone ranks that song first and accepts
+    47 of the 400; fitted again on the songs it ranks first itself, it accepts none."""
+
+    def with_second(o: R.Outcome, found: int, depth: float) -> R.Outcome:
+        first = o.answer.alternatives[0]
+        second = first.model_copy(
+            update={
+                "song_id": 98,
+                "peaks_found": found,
+                "depth_db": depth,
+                "peaks_raised": found,
+                "score": found // 2,
+                "rival_peaks_found": first.peaks_found,
+            }
+        )
+        first = first.model_copy(update={"rival_peaks_found": found})
+        return R.Outcome(o.query, o.answer.model_copy(update={"alternatives": [first, second]}), 0)
+
+    rng = np.random.default_rng(0)
+    known = [
+        with_second(_outcome(i, 1, 1, int(f), 1.0), 6, 3.0)
+        for i, f in enumerate(rng.integers(12, 60, 300))
+    ]
+    found, depth = rng.integers(5, 30, 400), rng.uniform(2, 15, 400)
+    unknown = [
+        with_second(_outcome(300 + i, None, 2, int(found[i]), float(depth[i])), 10, 0.5)
+        for i in range(400)
+    ]
+    model, info = R.fit_calibration(known + unknown, fp_target=0.01)
+    assert info["rank_rounds"] > 1
+
+    def accepted(outcomes: list[R.Outcome]) -> int:
+        count = 0
+        for o in outcomes:
+            songs = o.answer.alternatives
+            evidence = [R.Evidence.of(m, seconds=3.0) for m in songs]
+            conf = model.confidences([evidence[R._first(model, evidence, songs)]])[0]
+            count += conf >= model.threshold
+        return count
+
+    assert accepted(unknown) <= 4 and accepted(known) >= 290
