@@ -54,8 +54,7 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 22050
 DURATIONS = (1.0, 3.0, 5.0, 10.0)
 REPORTED = HASH_CANDIDATES + CONSTELLATION
-"""Songs each evaluation answer reports: every verified one, so a calibration can rank them."""
-RANK_ROUNDS = 5
+"""Songs each evaluation answer reports: every verified one, so top-5 counts five."""
 PASSAGE_EVENTS = 8
 TRANSPOSITION = 1
 """Semitones a shared passage may be transposed by and still make two pieces one (`_distinct`)."""
@@ -372,39 +371,19 @@ def evidence_of(answer: Recognition) -> tuple[Evidence | None, int | None, list[
 def fit_calibration(
     outcomes: Sequence[Outcome], *, fp_target: float
 ) -> tuple[Calibration, dict[str, float]]:
-    """Fit the monotone logistic model on known and unknown outcomes; pick the threshold.
-
-    The recognizer ranks each query's songs by the model's confidence, so the model has to be
-    fitted, and its threshold set, on the songs it ranks first itself: every answer's songs
-    (all reported: see `run`) are ranked again by each fitted model, and the model is fitted
-    again, until the first-ranked songs stop changing (`RANK_ROUNDS` at most). Fitted on the
-    other model's choices, a look-alike ranked first only by the new one goes unseen, and the
-    threshold lets it through.
-    """
-    answered = [o for o in outcomes if o.answer.best is not None]
-    songs = [
-        [m for m in (o.answer.match, *o.answer.alternatives) if m is not None] for o in answered
-    ]
-    evidence = [
-        [Evidence.of(m, seconds=o.answer.query_duration_s) for m in ranked]
-        for o, ranked in zip(answered, songs, strict=True)
-    ]
-    unknown = np.array([o.query.song is None for o in answered])
-    first, rounds, settled = [0] * len(answered), 0, False
-    while not settled and rounds < RANK_ROUNDS:
-        rounds += 1
-        labels = [
-            int(o.query.song is not None and ranked[i].song_id == o.query.song)
-            for o, ranked, i in zip(answered, songs, first, strict=True)
-        ]
-        model = calibration.fit(
-            [e[i] for e, i in zip(evidence, first, strict=True)], np.asarray(labels)
-        )
-        again = [_first(model, e, ranked) for e, ranked in zip(evidence, songs, strict=True)]
-        settled, first = again == first, again
-    conf = model.confidences([e[i] for e, i in zip(evidence, first, strict=True)])
-    unknown_conf = np.sort(conf[unknown])[::-1]
-    allowed = int(np.floor(fp_target * max(int(unknown.sum()), 1)))
+    """Fit the monotone logistic model on known and unknown outcomes; pick the threshold."""
+    rows, labels, unknown = [], [], []
+    for o in outcomes:
+        evidence, song, _ = evidence_of(o.answer)
+        if evidence is None:
+            continue
+        rows.append(evidence)
+        labels.append(int(o.query.song is not None and song == o.query.song))
+        unknown.append(o.query.song is None)
+    model = calibration.fit(rows, np.asarray(labels))
+    conf = model.confidences(rows)
+    unknown_conf = np.sort(conf[np.asarray(unknown)])[::-1]
+    allowed = int(np.floor(fp_target * max(sum(unknown), 1)))
     threshold = 0.5
     if len(unknown_conf) > allowed:
         threshold = max(0.5, float(unknown_conf[allowed]) + 1e-6)
@@ -412,21 +391,9 @@ def fit_calibration(
         model,
         threshold=round(threshold, 6),
         fingerprint_version=fingerprint.VERSION,
-        fitted_on={
-            "queries": len(answered),
-            "unknown": int(unknown.sum()),
-            "fp_target": fp_target,
-            "rank_rounds": rounds,
-        },
+        fitted_on={"queries": len(rows), "unknown": int(sum(unknown)), "fp_target": fp_target},
     )
-    return fitted, {"threshold": fitted.threshold, "queries": len(answered), "rank_rounds": rounds}
-
-
-def _first(model: Calibration, evidence: list[Evidence], songs: list) -> int:
-    """Which of an answer's songs the recognizer ranks first under `model` (its sort key)."""
-    conf = np.round(model.confidences(evidence), 4)
-    keys = [(c, m.peaks_found, m.score) for c, m in zip(conf, songs, strict=True)]
-    return max(range(len(keys)), key=lambda i: (keys[i], -i))
+    return fitted, {"threshold": fitted.threshold, "queries": len(rows)}
 
 
 def _cell(

@@ -204,17 +204,14 @@ class Recognizer:
             song = songs[c.asset_id].song_id
             if song not in best or (v.found, c.score) > (best[song][1].found, best[song][0].score):
                 best[song] = (c, v)
+        ranked = sorted(best.values(), key=lambda cv: (-cv[1].found, -cv[0].score))
         seconds = span_s[1] - span_s[0] if span_s else query.duration_s
-        found = [v.found for _, v in best.values()]
         matches = []
-        for i, (c, v) in enumerate(best.values()):
-            rival = max(found[:i] + found[i + 1 :], default=0)
+        for i, (c, v) in enumerate(ranked):
+            rival = ranked[1 if i == 0 else 0][1].found if len(ranked) > 1 else 0
             match = _song_match(c, v, songs[c.asset_id], rival=rival)
             confidence = round(self.calibration.confidence(Evidence.of(match, seconds=seconds)), 4)
             matches.append(match.model_copy(update={"confidence": confidence}))
-        # By confidence, not peaks found: under loud noise a dense look-alike shows more of its
-        # many peaks by chance than a sparse song shows of its few, none of them absent.
-        matches.sort(key=lambda m: (-m.confidence, -m.peaks_found, -m.score))
         top = matches[0]
         known = top.confidence >= self.calibration.threshold
         return Recognition(
