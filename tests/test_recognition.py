@@ -29,7 +29,7 @@ from polymuse.recognition.index import join
 from polymuse.recognition.listening import listen
 from polymuse.recognition.models import SongMatch
 from polymuse.recognition.payload import decode_peaks
-from polymuse.recognition.recognizer import _runs
+from polymuse.recognition.recognizer import _rank, _runs
 from polymuse.tools import fingerprint
 
 SR = 22050
@@ -196,6 +196,26 @@ def test_missing_notes_are_absent(index: MemoryIndex, songs: dict[int, np.ndarra
     assert verdict.raised_share < 0.8 < right.raised_share
 
 
+def test_refine_moves_a_line_off_in_tempo_onto_the_found_peaks(
+    index: MemoryIndex, songs: dict[int, np.ndarray]
+) -> None:
+    """A vote's line 3 % off in tempo loses the far end of the clip; the line its found peaks
+    fit recovers them and the offset."""
+    heard = listen(songs[4][10 * SR : 15 * SR], SR)
+    true = matching.Candidate(4, 10, 10, 1.0, 10.0, 0.0, 5.0)
+    off = replace(true, ratio=1.03, offset_s=10.0 - 0.03 * 1.0)  # right at 1 s, 0.12 s off at 5 s
+    peaks = index.stored_peaks[4]
+    best = matching.verify(true, peaks, heard)
+    before = matching.verify(off, peaks, heard)
+    moved, after = matching.refine(off, peaks, heard)
+    assert before.found < 0.8 * best.found
+    assert after.found >= 0.95 * best.found
+    assert moved.ratio == pytest.approx(1.0, abs=0.003)
+    assert moved.offset_s == pytest.approx(10.0, abs=0.03)
+    # A line already right stays.
+    assert matching.refine(true, peaks, heard)[1].found == best.found
+
+
 def _glides(seconds: float, seed: int) -> np.ndarray:
     """Speech-like noise: harmonic tones whose pitch glides, in short bursts."""
     rng = np.random.default_rng(seed)
@@ -360,6 +380,30 @@ def test_phone_in_a_cafe_keeps_the_phone_band_and_adds_babble() -> None:
     bass, voice = (spectrum[np.abs(hz - f) < 3].sum() for f in (80, 1000))
     assert bass < 0.05 * voice  # the phone's band cuts the bass
     assert np.corrcoef(out, clip)[0, 1] < 0.9  # room, babble and codec change it
+
+
+def test_contenders_are_ranked_by_confidence_the_rest_by_peaks_found() -> None:
+    """A song that found fewer peaks but is surer comes first among songs that found at least
+    half the most; a sure match on a third of them does not."""
+
+    def match(song: int, found: int, confidence: float) -> SongMatch:
+        return SongMatch(
+            song_id=song,
+            asset_id=song,
+            title=f"song {song}",
+            confidence=confidence,
+            score=10,
+            reference_offset_s=0.0,
+            query_start_s=0.0,
+            query_end_s=3.0,
+            reference_start_s=0.0,
+            reference_end_s=3.0,
+            tempo_ratio=1.0,
+            peaks_found=found,
+        )
+
+    ranked = _rank([match(1, 40, 0.3), match(2, 25, 0.9), match(3, 13, 0.99), match(4, 20, 0.1)])
+    assert [m.song_id for m in ranked] == [2, 1, 4, 3]
 
 
 def test_timeline_runs_compare_alignments_where_the_windows_matched() -> None:

@@ -29,6 +29,9 @@ HASH_CANDIDATES = 6
 """Best lines of the hash vote, all verified."""
 CONSTELLATION = 10
 """Candidates the constellation search adds (`constellation`), all verified."""
+CONTENDER_SHARE = 0.5
+"""Songs that found at least this share of the most peaks any song found are ranked by
+confidence (`_rank`)."""
 RUN_AGREE_S = 1.0
 """Seconds two windows' alignments of one song may disagree by and still be one segment."""
 MODEL = ModelInfo(
@@ -192,7 +195,7 @@ class Recognizer:
         songs = self.catalogue.describe(ids) if ids else {}
         peaks = self._reference_peaks(ids)
         checked = [
-            (c, matching.verify(c, peaks[c.asset_id], heard, span_s=span_s))
+            matching.refine(c, peaks[c.asset_id], heard, span_s=span_s)
             for c in candidates
             if c.asset_id in songs and c.asset_id in peaks
         ]
@@ -212,6 +215,7 @@ class Recognizer:
             match = _song_match(c, v, songs[c.asset_id], rival=rival)
             confidence = round(self.calibration.confidence(Evidence.of(match, seconds=seconds)), 4)
             matches.append(match.model_copy(update={"confidence": confidence}))
+        matches = _rank(matches)
         top = matches[0]
         known = top.confidence >= self.calibration.threshold
         return Recognition(
@@ -221,6 +225,23 @@ class Recognizer:
             decided_by="exact" if known else "none",
             **base,
         )
+
+
+def _rank(matches: list[SongMatch]) -> list[SongMatch]:
+    """Contenders (`CONTENDER_SHARE`) by confidence, then the rest by peaks found.
+
+    Under loud noise a dense look-alike shows more of its many peaks by chance than a sparse
+    right song shows of its few, none of them absent: by confidence, the right song comes
+    first for more clips. A song with far fewer peaks found is no contender, however sure its
+    shallow, few-peak match looks.
+    """
+    most = max(m.peaks_found for m in matches)
+
+    def key(m: SongMatch) -> tuple[bool, float, int, int]:
+        contender = m.peaks_found >= CONTENDER_SHARE * most
+        return (not contender, -m.confidence if contender else 0.0, -m.peaks_found, -m.score)
+
+    return sorted(matches, key=key)
 
 
 def _song_match(
