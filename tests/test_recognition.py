@@ -382,27 +382,28 @@ def test_phone_in_a_cafe_keeps_the_phone_band_and_adds_babble() -> None:
     assert np.corrcoef(out, clip)[0, 1] < 0.9  # room, babble and codec change it
 
 
+def _match(song: int, **fields: object) -> SongMatch:
+    """A match of `song` over 0-3 s of query and reference, with `fields` set."""
+    base = {
+        "confidence": 1.0,
+        "score": 10,
+        "reference_offset_s": 0.0,
+        "query_start_s": 0.0,
+        "query_end_s": 3.0,
+        "reference_start_s": 0.0,
+        "reference_end_s": 3.0,
+        "tempo_ratio": 1.0,
+    }
+    return SongMatch(song_id=song, asset_id=song, title=f"song {song}", **(base | fields))
+
+
 def test_contenders_are_ranked_by_confidence_the_rest_by_peaks_found() -> None:
     """A song that found fewer peaks but is surer comes first among songs that found at least
     half the most; a sure match on a third of them does not."""
-
-    def match(song: int, found: int, confidence: float) -> SongMatch:
-        return SongMatch(
-            song_id=song,
-            asset_id=song,
-            title=f"song {song}",
-            confidence=confidence,
-            score=10,
-            reference_offset_s=0.0,
-            query_start_s=0.0,
-            query_end_s=3.0,
-            reference_start_s=0.0,
-            reference_end_s=3.0,
-            tempo_ratio=1.0,
-            peaks_found=found,
-        )
-
-    ranked = _rank([match(1, 40, 0.3), match(2, 25, 0.9), match(3, 13, 0.99), match(4, 20, 0.1)])
+    found_confidence = [(40, 0.3), (25, 0.9), (13, 0.99), (20, 0.1)]
+    ranked = _rank(
+        [_match(i + 1, peaks_found=f, confidence=c) for i, (f, c) in enumerate(found_confidence)]
+    )
     assert [m.song_id for m in ranked] == [2, 1, 4, 3]
 
 
@@ -414,11 +415,8 @@ def test_timeline_runs_compare_alignments_where_the_windows_matched() -> None:
 
     def window(start: float, ratio: float, moved: float = 0.0) -> tuple[float, float, SongMatch]:
         ref_start = start + 2.0 - 1800.0 + moved
-        match = SongMatch(
-            song_id=4,
-            asset_id=4,
-            title="song 4",
-            confidence=1.0,
+        match = _match(
+            4,
             score=30,
             reference_offset_s=ref_start - ratio * (start + 2.0),
             query_start_s=start + 2.0,

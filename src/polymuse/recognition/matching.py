@@ -288,8 +288,8 @@ def verify(
     low, high = _band_pitch()
     audible = (p_ref[inside] + best_shift >= low) & (p_ref[inside] + best_shift <= high)
     on_line = np.abs(shift - best_shift) <= close
-    best = len(np.unique(ref[on_line & audible[ref]]))
     pairs = on_line & audible[ref]
+    best = len(np.unique(ref[pairs]))
     line = _fit_line(query.peak_t[qry[pairs]], t_ref[inside][ref[pairs]], tolerance)
     inside, te = inside[audible], te[audible]
     # The other way: the query's strong peaks, mapped into the reference.
