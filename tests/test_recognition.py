@@ -258,6 +258,21 @@ def test_calibration_round_trip_and_fit() -> None:
     assert Calibration.from_json(model.to_json()) == model
 
 
+def test_a_line_off_the_querys_pitch_or_tempo_lowers_the_confidence_either_way() -> None:
+    """Look-alikes match at any pitch shift and tempo ratio of the search, right songs mostly at
+    none: the fitted model reads the distance from none, whichever the direction."""
+    rng = np.random.default_rng(2)
+    right = [Evidence(30, 10, 0.5, 20, 0.5, pitch_shift=s) for s in rng.normal(0, 0.05, 100)]
+    wrong = [Evidence(30, 10, 0.5, 20, 0.5, pitch_shift=s) for s in rng.uniform(-0.9, 0.9, 100)]
+    model = calibration.fit(right + wrong, np.array([1] * 100 + [0] * 100))
+    sweep = model.confidences(_varied(right[0], "pitch_shift", np.linspace(0, 0.9, 10)))
+    assert np.all(np.diff(sweep) <= 0) and sweep[0] > 0.8 > 0.2 > sweep[-1]
+    flipped = [replace(right[0], pitch_shift=-0.5), replace(right[0], pitch_shift=0.5)]
+    assert np.ptp(model.confidences(flipped)) == 0.0
+    tempo = [replace(right[0], tempo_ratio=1.05), replace(right[0], tempo_ratio=1 / 1.05)]
+    assert np.allclose(*calibration.features(tempo))
+
+
 def test_counts_of_a_long_clip_enter_the_model_scaled_to_its_fitted_length() -> None:
     """A 10 s clip with twice a 5 s clip's counts and the same shares reads like the 5 s clip;
     a 3 s clip's counts are not scaled up."""
@@ -286,11 +301,11 @@ def test_calibration_keeps_evidence_for_a_match_in_favour() -> None:
 
 
 def test_linear_calibration_without_knots_still_loads() -> None:
-    weights = (-10.0, 2.0, -2.0, 5.0, 1.0, 1.0, -15.0, -0.2, 0.5, -1.0, 2.0)
+    weights = (-10.0, 2.0, -2.0, 5.0, 1.0, 1.0, -15.0, -0.2, 0.5, -1.0, 2.0, -1.0, -10.0)
     model = Calibration.from_json(json.dumps({"weights": weights, "threshold": 0.7}))
-    e = Evidence(30, 5, 0.5, 20, 0.5, 0.1, 2.0, 10, 8, 0.6)
+    e = Evidence(30, 5, 0.5, 20, 0.5, 0.1, 2.0, 10, 8, 0.6, pitch_shift=-0.5, tempo_ratio=1.05)
     x = (1, np.log1p(30), np.log1p(5), 0.5, np.log1p(20), 0.5, 0.1, 2.0, np.log1p(8), np.log1p(2))
-    x += (0.6,)
+    x += (0.6, 0.5, np.log(1.05))
     assert model.confidence(e) == pytest.approx(1 / (1 + np.exp(-np.dot(weights, x))))
     with pytest.raises(ParameterError, match="weights"):
         Calibration(weights=weights[:-1])

@@ -131,6 +131,8 @@ class QueryRow(BaseModel):
     steady: int | None = None
     steady_explained: int | None = None
     raised: float | None = None
+    pitch_shift: float | None = None
+    tempo_ratio: float | None = None
     confidence: float | None
     seconds: float
     offset_error_s: float | None
@@ -692,6 +694,8 @@ def _row(o: Outcome, model: Calibration, peer: PeerRun | None) -> QueryRow:
         steady=evidence.steady if evidence else None,
         steady_explained=evidence.steady_explained if evidence else None,
         raised=round(evidence.raised, 4) if evidence else None,
+        pitch_shift=evidence.pitch_shift if evidence else None,
+        tempo_ratio=evidence.tempo_ratio if evidence else None,
         confidence=round(model.confidence(evidence), 5) if evidence else None,
         seconds=round(o.seconds, 4),
         offset_error_s=o.offset_error_s,
