@@ -273,6 +273,24 @@ def test_a_line_off_the_querys_pitch_or_tempo_lowers_the_confidence_either_way()
     assert np.allclose(*calibration.features(tempo))
 
 
+def test_beyond_its_fitting_data_the_model_is_never_surer() -> None:
+    """No rival at all (a catalogue of one song) reads like the fewest rival peaks fitted, and
+    more peaks found than any fitted clip like the most; fewer found still lower the confidence."""
+    knots = ((1.0, 2.0, 3.0),) * len(calibration.FEATURES)
+    signs = [s for s in calibration.SIGNS for _ in range(4)]
+    model = Calibration(weights=(0.0, *signs), knots=knots)
+    base = Evidence(
+        found=int(np.expm1(2.5)), second_found=int(np.expm1(1.5)), fraction=2.5, score=10
+    )
+    # log1p: 1 rival peak lies below the first knot, 20 peaks found above the last.
+    no_rival = _varied(base, "second_found", np.array([1, 0]))
+    many = _varied(base, "found", np.array([20, 500]))
+    few = _varied(base, "found", np.array([2, 0]))
+    assert np.ptp(model.confidences(no_rival)) == 0.0
+    assert np.ptp(model.confidences(many)) == 0.0
+    assert np.diff(model.confidences(few))[0] < 0
+
+
 def test_counts_of_a_long_clip_enter_the_model_scaled_to_its_fitted_length() -> None:
     """A 10 s clip with twice a 5 s clip's counts and the same shares reads like the 5 s clip;
     a 3 s clip's counts are not scaled up."""
