@@ -329,6 +329,18 @@ def test_linear_calibration_without_knots_still_loads() -> None:
         Calibration(weights=weights[:-1])
 
 
+def test_a_clip_shorter_than_short_seconds_is_judged_by_the_short_model() -> None:
+    zero = (0.0,) * len(calibration.FEATURES)
+    short = Calibration(weights=(-2.0, *zero), threshold=0.1)
+    model = Calibration(weights=(2.0, *zero), threshold=0.9, short=short)
+    clips = [Evidence(9, 9, 0.5, 5, seconds=s) for s in (1.0, 2.4, 2.5, 5.0, 0.0)]
+    expected = [0.1192, 0.1192, 0.8808, 0.8808, 0.8808]  # 0: length unknown, the main model
+    assert np.allclose(model.confidences(clips), expected, atol=1e-4)
+    assert [model.accepts(e) for e in clips] == [True, True, False, False, False]
+    assert all(model.without_threshold().accepts(e) for e in clips)
+    assert Calibration.from_json(model.to_json()) == model
+
+
 def test_shipped_calibration_loads() -> None:
     model = calibration.default_calibration()
     assert model.knots and model.fingerprint_version == fingerprint.VERSION

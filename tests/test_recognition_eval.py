@@ -115,7 +115,9 @@ def test_a_passage_a_semitone_away_makes_two_pieces_one() -> None:
     assert [p.piece_id for p in kept] == ["a", "a-up-3"] and dropped == 1
 
 
-def _outcome(i: int, song: int | None, answered: int, found: int, depth: float) -> R.Outcome:
+def _outcome(
+    i: int, song: int | None, answered: int, found: int, depth: float, seconds: float = 3.0
+) -> R.Outcome:
     match = SongMatch(
         song_id=answered,
         asset_id=answered,
@@ -137,13 +139,13 @@ def _outcome(i: int, song: int | None, answered: int, found: int, depth: float) 
     answer = Recognition(
         status="unknown",
         alternatives=[match, runner_up],
-        query_duration_s=3.0,
+        query_duration_s=seconds,
         triplets=100,
         probes=100,
         postings=100,
     )
     condition = Condition("clean", "clean")
-    query = R.Query(str(i), answered, song, condition, 3.0, "random", 0, 0.0)
+    query = R.Query(str(i), answered, song, condition, seconds, "random", 0, 0.0)
     return R.Outcome(query, answer, 0.05)
 
 
@@ -159,3 +161,38 @@ def test_fitted_calibration_keeps_unknowns_under_the_target() -> None:
     assert np.sum(model.confidences(evidence) >= model.threshold) <= 4
     accepted = [R.evidence_of(o.answer)[0] for o in known]
     assert np.mean(model.confidences(accepted) >= model.threshold) > 0.5
+
+
+def test_short_clips_get_a_model_and_threshold_of_their_own() -> None:
+    """1 s look-alikes find as many peaks as 3 s right answers: fitted apart, each length band
+    keeps its own unknowns under the target and still accepts its right answers. A run of
+    short clips only refits the short model and keeps the main one it is given."""
+    rng = np.random.default_rng(0)
+
+    def band(seconds: float, start: int, known: tuple[int, int], unknown: tuple[int, int]):
+        right = [
+            _outcome(start + i, 1, 1, int(f), 1.0, seconds)
+            for i, f in enumerate(rng.integers(*known, 300))
+        ]
+        found, depth = rng.integers(*unknown, 400), rng.uniform(0, 12, 400)
+        wrong = [
+            _outcome(start + 300 + i, None, 2, int(f), float(d), seconds)
+            for i, (f, d) in enumerate(zip(found, depth, strict=True))
+        ]
+        return right, wrong
+
+    long_right, long_wrong = band(3.0, 0, (15, 60), (3, 20))
+    short_right, short_wrong = band(1.0, 1000, (25, 40), (10, 30))
+    model, info = R.fit_calibration(
+        long_right + long_wrong + short_right + short_wrong, fp_target=0.01
+    )
+    assert model.short is not None and info["short_threshold"] == model.short.threshold
+    for right, wrong in ((long_right, long_wrong), (short_right, short_wrong)):
+        assert sum(model.accepts(R.evidence_of(o.answer)[0]) for o in wrong) <= 4
+        assert np.mean([model.accepts(R.evidence_of(o.answer)[0]) for o in right]) > 0.3
+    alone = R.fit_calibration(long_right + long_wrong, fp_target=0.01)[0]
+    assert sum(alone.accepts(R.evidence_of(o.answer)[0]) for o in short_wrong) > 20
+    refit, _ = R.fit_calibration(short_right + short_wrong, fp_target=0.01, fallback=model)
+    assert (refit.weights, refit.threshold) == (model.weights, model.threshold)
+    assert refit.short is not None
+    assert R.Calibration.from_json(model.to_json()) == model

@@ -87,6 +87,10 @@ def test_identify_command(catalogue, settings, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     answer = json.loads(result.output)
     assert answer["status"] == "match" and answer["match"]["title"] == "Song 4"
+    noise = tmp_path / "noise.wav"
+    sf.write(noise, np.random.default_rng(0).normal(0, 0.1, int(1.5 * SR)), SR)
+    result = CliRunner().invoke(app, [str(noise), "--dsn", settings.dsn])
+    assert "not in the catalogue, as far as 1.5 s can tell" in " ".join(result.output.split())
     long = tmp_path / "two.wav"
     a = render_song(1, seconds=20.0, sample_rate=SR)[2 * SR : 18 * SR]
     b = render_song(2, seconds=20.0, sample_rate=SR)[1 * SR : 17 * SR]

@@ -14,6 +14,7 @@ from polymuse.commands.common import load_settings
 from polymuse.console import err, out
 from polymuse.errors import PolymuseError
 from polymuse.recognition import Recognition, SemanticLane, SemanticOpinion, Timeline, service
+from polymuse.recognition.calibration import SHORT_SECONDS
 from polymuse.recognition.refresh import stale_note
 from polymuse.store import open_store
 from polymuse.tools import audio, fingerprint
@@ -96,7 +97,11 @@ def _print_answer(clip: Path, answer: Recognition) -> None:
     if answer.match is None:
         best = answer.alternatives[0] if answer.alternatives else None
         hint = f" (closest: {best.title}, confidence {best.confidence:.2f})" if best else ""
-        out.print(f"{clip.name}: [yellow]not in the catalogue[/yellow]{hint}", highlight=False)
+        short = answer.query_duration_s < SHORT_SECONDS
+        doubt = f", as far as {answer.query_duration_s:.1f} s can tell" if short else ""
+        out.print(
+            f"{clip.name}: [yellow]not in the catalogue[/yellow]{doubt}{hint}", highlight=False
+        )
         if opinion is not None:
             out.print(f"  second opinion: {_opinion(opinion)}", highlight=False)
         return

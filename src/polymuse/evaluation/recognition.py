@@ -17,8 +17,9 @@ the same answers) and, when available, through audfprint on the same audio.
 Calibration: with `calibrate=True`, an extra seed's queries (with `CALIBRATION_UNKNOWN` times
 more out-of-catalogue clips, since the threshold sits in their tail) fit the confidence model
 and pick the acceptance threshold (the lowest keeping that seed's out-of-catalogue false
-positives at or under `fp_target`, below the 0.5 % goal for margin); the evaluation seeds are
-then scored with it. The fit is written to
+positives at or under `fp_target`, below the 0.5 % goal for margin), for clips of
+`SHORT_SECONDS` or more and for shorter ones apart (a length band the run has no clips of keeps
+the package's model); the evaluation seeds are then scored with it. The fit is written to
 `polymuse/data/recognition_calibration.json` only when asked (`save_calibration`).
 """
 
@@ -40,12 +41,13 @@ import soundfile as sf
 import soxr
 from pydantic import BaseModel, Field
 
+from polymuse.errors import ParameterError
 from polymuse.evaluation import distortions
 from polymuse.evaluation.audfprint_peer import PeerRun, find_python, run_audfprint
 from polymuse.evaluation.catalogue import tune_set
 from polymuse.evaluation.distortions import Condition, SongProfile
 from polymuse.recognition import MemoryIndex, Recognition, Recognizer, SongRef, calibration
-from polymuse.recognition.calibration import Calibration, Evidence
+from polymuse.recognition.calibration import SHORT_SECONDS, Calibration, Evidence
 from polymuse.recognition.recognizer import CONSTELLATION, HASH_CANDIDATES
 from polymuse.tools import corpus, fingerprint
 
@@ -134,6 +136,8 @@ class QueryRow(BaseModel):
     pitch_shift: float | None = None
     tempo_ratio: float | None = None
     confidence: float | None
+    accepted: bool | None = None
+    """Confidence over the threshold of the clip's model (`Calibration.for_clip`)."""
     seconds: float
     offset_error_s: float | None
     audfprint: int | None = None
@@ -169,15 +173,21 @@ class RecognitionEvaluation(BaseModel):
 def match_peer_operating_point(result: RecognitionEvaluation) -> None:
     """Fill `top1_at_peer_fp`: our top-1 with the threshold lowered until we accept as large a
     share of the out-of-catalogue clips as audfprint answers (its false-positive rate, over
-    all of them), so both are compared at one false-positive rate. Needs the query rows."""
+    all of them), so both are compared at one false-positive rate. What a clip's own model
+    accepts stays accepted. Needs the query rows."""
     unknown = [q for q in result.queries if q.song is None]
     if not unknown or all(q.audfprint is None for q in result.queries if q.song is not None):
         return
     peer_fp = sum(q.audfprint is not None for q in unknown) / len(unknown)
-    confidences = np.sort([q.confidence or 0.0 for q in unknown])[::-1]
-    allowed = int(np.floor(peer_fp * len(unknown)))
-    threshold = float(confidences[allowed]) + 1e-6 if allowed < len(confidences) else 0.0
-    threshold = min(threshold, result.calibration["threshold"])
+    more = int(np.floor(peer_fp * len(unknown))) - sum(bool(q.accepted) for q in unknown)
+    rest = np.sort([q.confidence or 0.0 for q in unknown if not q.accepted])[::-1]
+    threshold = 0.0 if more >= len(rest) else 2.0  # 2.0: ours already accept as many
+    if 0 <= more < len(rest):
+        threshold = float(rest[more]) + 1e-6
+
+    def accepted(q: QueryRow) -> bool:
+        return bool(q.accepted) or (q.confidence or 0.0) >= threshold
+
     for cell in result.cells:
         rows = [
             q
@@ -186,9 +196,9 @@ def match_peer_operating_point(result: RecognitionEvaluation) -> None:
             and q.condition == cell.condition
             and q.duration_s == cell.duration_s
         ]
-        right = sum(q.answered == q.song and (q.confidence or 0.0) >= threshold for q in rows)
+        right = sum(q.answered == q.song and accepted(q) for q in rows)
         cell.top1_at_peer_fp = round(right / max(len(rows), 1), 4)
-    ours_fp = sum((q.confidence or 0.0) >= threshold for q in unknown) / len(unknown)
+    ours_fp = sum(accepted(q) for q in unknown) / len(unknown)
     result.peer_operating_point = {
         "audfprint_false_positive_rate": round(peer_fp, 4),
         "our_false_positive_rate": round(ours_fp, 4),
@@ -371,9 +381,25 @@ def evidence_of(answer: Recognition) -> tuple[Evidence | None, int | None, list[
 
 
 def fit_calibration(
-    outcomes: Sequence[Outcome], *, fp_target: float
+    outcomes: Sequence[Outcome], *, fp_target: float, fallback: Calibration | None = None
 ) -> tuple[Calibration, dict[str, float]]:
-    """Fit the monotone logistic model on known and unknown outcomes; pick the threshold."""
+    """Fit the monotone logistic model on known and unknown outcomes and pick its threshold,
+    for clips of `SHORT_SECONDS` or more and, apart, for shorter ones (`Calibration.short`).
+    A length band without outcomes keeps `fallback`'s model for it (none: no short model)."""
+    long = [o for o in outcomes if o.query.duration_s >= SHORT_SECONDS]
+    short = [o for o in outcomes if o.query.duration_s < SHORT_SECONDS]
+    if not long and fallback is None:
+        raise ParameterError(f"calibration needs clips of at least {SHORT_SECONDS} s")
+    main = _fit_band(long, fp_target) if long else replace(fallback, short=None)
+    short_model = _fit_band(short, fp_target) if short else fallback and fallback.short
+    model = replace(main, short=short_model)
+    info = {"threshold": model.threshold, "queries": len(outcomes)}
+    if short_model is not None:
+        info["short_threshold"] = short_model.threshold
+    return model, info
+
+
+def _fit_band(outcomes: Sequence[Outcome], fp_target: float) -> Calibration:
     rows, labels, unknown = [], [], []
     for o in outcomes:
         evidence, song, _ = evidence_of(o.answer)
@@ -389,13 +415,12 @@ def fit_calibration(
     threshold = 0.5
     if len(unknown_conf) > allowed:
         threshold = max(0.5, float(unknown_conf[allowed]) + 1e-6)
-    fitted = replace(
+    return replace(
         model,
         threshold=round(threshold, 6),
         fingerprint_version=fingerprint.VERSION,
         fitted_on={"queries": len(rows), "unknown": int(sum(unknown)), "fp_target": fp_target},
     )
-    return fitted, {"threshold": fitted.threshold, "queries": len(rows)}
 
 
 def _cell(
@@ -413,7 +438,7 @@ def _cell(
     peer_latency = []
     for o in rows:
         evidence, song, ranked = evidence_of(o.answer)
-        accepted = evidence is not None and model.confidence(evidence) >= model.threshold
+        accepted = evidence is not None and model.accepts(evidence)
         right = song == o.query.song
         top1 += accepted and right
         top1_ranked += right
@@ -525,9 +550,7 @@ def evaluate_recognition(
         label: str,
         sink: Callable[[Query, np.ndarray], None] | None = None,
     ) -> list[Outcome]:
-        recognizer = Recognizer(
-            index, calibration=replace(model, threshold=0.0), alternatives=REPORTED
-        )
+        recognizer = Recognizer(index, calibration=model.without_threshold(), alternatives=REPORTED)
         outcomes = []
         by_song: dict[int, list[Query]] = defaultdict(list)
         for q in queries:
@@ -565,7 +588,7 @@ def evaluate_recognition(
             model,
             "calibration",
         )
-        model, fit_info = fit_calibration(cal, fp_target=fp_target)
+        model, fit_info = fit_calibration(cal, fp_target=fp_target, fallback=model)
         fit_info["source"] = f"fitted on seed {cal_seed}"
 
     peer_python = find_python(audfprint_python)
@@ -615,10 +638,7 @@ def evaluate_recognition(
     for duration in durations:
         rows = [o for o in outcomes if o.query.song is None and o.query.duration_s == duration]
         accepted = sum(
-            1
-            for o in rows
-            if (e := evidence_of(o.answer)[0]) is not None
-            and model.confidence(e) >= model.threshold
+            1 for o in rows if (e := evidence_of(o.answer)[0]) is not None and model.accepts(e)
         )
         peer_fp = None
         if peer is not None:
@@ -649,12 +669,7 @@ def evaluate_recognition(
         per_cell=per_cell,
         babble_source=babble_source,
         fingerprint_version=fingerprint.VERSION,
-        calibration={
-            "weights": list(model.weights),
-            "knots": [list(k) for k in model.knots],
-            "threshold": model.threshold,
-            **fit_info,
-        },
+        calibration={**json.loads(model.to_json()), **fit_info},
         cells=cells,
         strategies=strategy_rows,
         unknown=unknown_rows,
@@ -697,6 +712,7 @@ def _row(o: Outcome, model: Calibration, peer: PeerRun | None) -> QueryRow:
         pitch_shift=evidence.pitch_shift if evidence else None,
         tempo_ratio=evidence.tempo_ratio if evidence else None,
         confidence=round(model.confidence(evidence), 5) if evidence else None,
+        accepted=model.accepts(evidence) if evidence else None,
         seconds=round(o.seconds, 4),
         offset_error_s=o.offset_error_s,
         audfprint=answer.best if answer is not None else None,

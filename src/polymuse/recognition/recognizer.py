@@ -217,7 +217,7 @@ class Recognizer:
             matches.append(match.model_copy(update={"confidence": confidence}))
         matches = _rank(matches)
         top = matches[0]
-        known = top.confidence >= self.calibration.threshold
+        known = top.confidence >= self.calibration.for_clip(seconds).threshold
         return Recognition(
             status="match" if known else "unknown",
             match=top if known else None,
