@@ -73,7 +73,9 @@ short clips. A second of music holds a chord or two, which many songs share: out
 1 s clips show 10 to 15 reference peaks of some song, all explained and none absent, which from
 a 3 s clip is a sure match. The model fitted on 3 to 10 s clips accepted 30.3 % of them, 3.3 %
 of 2 s ones, and answered 7.7 % of in-catalogue 1 s clips with a wrong song; one model fitted on
-all lengths instead rejects most noisy 3 s clips to keep the 1 s look-alikes out."""
+all lengths instead rejects most noisy 3 s clips to keep the 1 s look-alikes out. Fitted apart
+on 1 and 2 s clips, the short model accepts 0.1 % of the out-of-catalogue 1 s clips and 0.7 % of
+the 2 s ones, and a wrong song for 2 of 4140 in-catalogue ones."""
 
 
 @dataclass(frozen=True)
