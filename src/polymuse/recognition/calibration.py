@@ -191,15 +191,13 @@ class Calibration:
         return float(self.confidences([evidence])[0])
 
     def confidences(self, evidence: list[Evidence]) -> np.ndarray:
-        short = np.array([self.for_clip(e.seconds) is not self for e in evidence], dtype=bool)
+        judges = [self.for_clip(e.seconds) for e in evidence]
         out = np.zeros(len(evidence))
-        for model, chosen in ((self, ~short), (self.short, short)):
-            if model is not None and chosen.any():
-                x = design(
-                    features([e for e, c in zip(evidence, chosen, strict=True) if c]),
-                    model.all_knots,
-                )
-                out[chosen] = _sigmoid(x @ np.asarray(model.weights))
+        for model in (self, self.short):
+            rows = [i for i, judge in enumerate(judges) if judge is model]
+            if rows:
+                x = design(features([evidence[i] for i in rows]), model.all_knots)
+                out[rows] = _sigmoid(x @ np.asarray(model.weights))
         return out
 
     def accepts(self, evidence: Evidence) -> bool:
