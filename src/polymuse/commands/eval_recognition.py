@@ -19,7 +19,7 @@ def recognition(
     unknown_per_cell: int = typer.Option(
         10, "--unknown-per-cell", min=0, help="Out-of-catalogue queries per cell and seed."
     ),
-    durations: str = typer.Option("1,3,5,10", "--durations", help="Query lengths, s."),
+    durations: str = typer.Option("1,2,3,5,10", "--durations", help="Query lengths, s."),
     conditions: str = typer.Option(
         None, "--conditions", help="Condition names, comma-separated [all; see the report]."
     ),

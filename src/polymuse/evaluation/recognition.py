@@ -54,7 +54,8 @@ from polymuse.tools import corpus, fingerprint
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 22050
-DURATIONS = (1.0, 3.0, 5.0, 10.0)
+DURATIONS = (1.0, 2.0, 3.0, 5.0, 10.0)
+"""Query lengths, s: 1 and 2 s fit and test the short-clip model (`SHORT_SECONDS`)."""
 REPORTED = HASH_CANDIDATES + CONSTELLATION
 """Songs each evaluation answer reports: every verified one, so top-5 counts five."""
 PASSAGE_EVENTS = 8
