@@ -182,9 +182,12 @@ def match_peer_operating_point(result: RecognitionEvaluation) -> None:
     peer_fp = sum(q.audfprint is not None for q in unknown) / len(unknown)
     more = int(np.floor(peer_fp * len(unknown))) - sum(bool(q.accepted) for q in unknown)
     rest = np.sort([q.confidence or 0.0 for q in unknown if not q.accepted])[::-1]
-    threshold = 0.0 if more >= len(rest) else 2.0  # 2.0: ours already accept as many
-    if 0 <= more < len(rest):
+    if more < 0:  # our own thresholds already accept more: lower none
+        threshold = 2.0
+    elif more < len(rest):
         threshold = float(rest[more]) + 1e-6
+    else:
+        threshold = 0.0
 
     def accepted(q: QueryRow) -> bool:
         return bool(q.accepted) or (q.confidence or 0.0) >= threshold
