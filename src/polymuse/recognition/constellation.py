@@ -35,7 +35,7 @@ PITCH_TOLERANCE = 0.1
 verification's tolerance: half the votes, and the same accuracy (0 dB babble, 3 s: 88.9 %
 ranked first against 87.8 % at 0.2)."""
 MAX_PEAKS = 5_000_000
-"""Largest catalogue searched (about 55 hours of audio): votes grow with the catalogue. Larger
+"""Largest catalogue searched (about 50 hours of audio): votes grow with the catalogue. Larger
 catalogues rely on the hashes alone."""
 
 

@@ -26,7 +26,12 @@ from scipy import ndimage
 
 from polymuse.tools import fingerprint
 from polymuse.tools.fingerprint import QUERY, QueryPrint
-from polymuse.tools.fingerprint.peaks import log_spectrogram, prepare
+from polymuse.tools.fingerprint.peaks import (
+    BASS_FREQ_RADIUS,
+    bass_spectrogram,
+    log_spectrogram,
+    prepare,
+)
 
 STEADY_FRAMES = 4
 """A steady peak stays a spectral peak this many frames (64 ms) either side ..."""
@@ -40,30 +45,36 @@ class Listening:
 
     query: QueryPrint
     depth: np.ndarray
-    """float32 (frames, bins): dB below the query's local maximum (the query's own peak
-    neighbourhood), the least within one frame and bin, so a peak and its surroundings read 0."""
+    """float32 (frames, bins of both bands, see `fingerprint.bin_of`): dB below the query's
+    local maximum (the query's own peak neighbourhood), the least within one frame and bin, so
+    a peak and its surroundings read 0."""
     steady: np.ndarray
     """bool per query peak (`query.peak_t` order): a steady tone, not a glide or a burst."""
     lift: np.ndarray
-    """float32 (frames, bins): dB the query stands above its median level in that bin over the
-    whole query, the most within one frame and bin."""
+    """float32 (frames, bins of both bands): dB the query stands above its median level in
+    that bin over the whole query, the most within one frame and bin."""
 
 
 def listen(audio: np.ndarray, sample_rate: int) -> Listening:
     """Fingerprint a query (mono or (channels, samples), any rate) and map its quiet spots."""
     y = prepare(audio, sample_rate)
-    spec = log_spectrogram(y)
-    size = (2 * QUERY.time_radius + 1, 2 * QUERY.freq_radius + 1)
-    below = ndimage.maximum_filter(spec, size=size, mode="nearest") - spec
-    depth = ndimage.minimum_filter(below, size=3, mode="nearest")
-    lift = ndimage.maximum_filter(spec - np.median(spec, axis=0), size=3, mode="nearest")
-    query = fingerprint.query_spectrogram(spec, len(y) / fingerprint.ANALYSIS_RATE)
-    return Listening(query, depth, steady_peaks(spec, query), lift.astype(np.float32))
+    spec, bass = log_spectrogram(y), bass_spectrogram(y)
+    below = [
+        ndimage.maximum_filter(s, size=(2 * QUERY.time_radius + 1, 2 * radius + 1), mode="nearest")
+        - s
+        for s, radius in ((bass, BASS_FREQ_RADIUS), (spec, QUERY.freq_radius))
+    ]
+    depth = ndimage.minimum_filter(np.hstack(below), size=3, mode="nearest")
+    both = np.hstack([bass, spec])
+    lift = ndimage.maximum_filter(both - np.median(both, axis=0), size=3, mode="nearest")
+    query = fingerprint.query_spectrogram(spec, bass, len(y) / fingerprint.ANALYSIS_RATE)
+    return Listening(query, depth, steady_peaks(both, query), lift.astype(np.float32))
 
 
 def steady_peaks(spec: np.ndarray, query: QueryPrint) -> np.ndarray:
-    """Which of the query's peaks hold: a spectral peak (within one bin) at `STEADY_DB` or less
-    below the peak's level in every frame `STEADY_FRAMES` either side."""
+    """Which of the query's peaks hold (`spec`: both bands side by side): a spectral peak
+    (within one bin) at `STEADY_DB` or less below the peak's level in every frame
+    `STEADY_FRAMES` either side."""
     frames, bins = spec.shape
     if not len(query.peak_t) or bins < 3:
         return np.zeros(len(query.peak_t), dtype=bool)

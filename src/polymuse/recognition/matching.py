@@ -18,7 +18,15 @@ from polymuse.recognition.index import Hits
 from polymuse.recognition.listening import Listening
 from polymuse.tools import fingerprint
 from polymuse.tools.fingerprint import FRAME_S, QUERY, QueryPrint
-from polymuse.tools.fingerprint.peaks import ANALYSIS_RATE, F_MAX, F_MIN, HOP, N_FFT
+from polymuse.tools.fingerprint.peaks import (
+    ANALYSIS_RATE,
+    BASS_F_MIN,
+    BASS_N_FFT,
+    BASS_RATE,
+    F_MAX,
+    HOP,
+    N_FFT,
+)
 
 OFFSET_BIN = 2.0
 """Frames (32 ms) per offset bin of the vote."""
@@ -386,9 +394,10 @@ def _found_per_shift(
 
 def _band_pitch() -> tuple[float, float]:
     """Lowest and highest pitch (`PITCH_STEPS` per semitone) a peak can have: the centres of the
-    outermost interior bins of the spectrogram, widened by the half bin a parabola may move."""
-    bin_hz = ANALYSIS_RATE / N_FFT
-    lo = np.floor(F_MIN / bin_hz) + 0.5
-    hi = np.ceil(F_MAX / bin_hz) - 0.5
-    low, high = fingerprint.pitch_of(np.array([lo * bin_hz, hi * bin_hz]))
+    outermost interior bins of the bass and the main spectrogram, widened by the half bin a
+    parabola may move."""
+    bass_hz, bin_hz = BASS_RATE / BASS_N_FFT, ANALYSIS_RATE / N_FFT
+    lo = (np.floor(BASS_F_MIN / bass_hz) + 0.5) * bass_hz
+    hi = (np.ceil(F_MAX / bin_hz) - 0.5) * bin_hz
+    low, high = fingerprint.pitch_of(np.array([lo, hi]))
     return float(low), float(high)

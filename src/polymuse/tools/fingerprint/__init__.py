@@ -5,7 +5,7 @@ Pure numpy (scipy for the max filter, soxr for resampling); no database. Two rol
 - `reference(audio, sample_rate)`: sparse hashes with integer anchor frames, for the index.
 - `query(audio, sample_rate)`: dense hashes plus every tolerance cell around them, with the
   fractional anchor frame of each, for look-ups (`query_spectrogram` when the caller already
-  has the clip's spectrogram).
+  has the clip's spectrograms).
 
 See `peaks` (the constellation) and `hashes` (the triplet hash and its invariances) for the
 parameters and why they are what they are. Times are frames of `FRAME_S` seconds.
@@ -21,9 +21,16 @@ from polymuse.tools.fingerprint import hashes as _hashes
 from polymuse.tools.fingerprint.hashes import QUERY, REFERENCE, HashParams
 from polymuse.tools.fingerprint.peaks import (
     ANALYSIS_RATE,
+    BASS_FREQ_RADIUS,
+    BASS_N_FFT,
+    BASS_RATE,
     F_MIN,
     FRAME_S,
     N_FFT,
+    Peaks,
+    bass_bin_range,
+    bass_spectrogram,
+    bin_range,
     dominant,
     find_peaks,
     log_spectrogram,
@@ -31,7 +38,7 @@ from polymuse.tools.fingerprint.peaks import (
     prepare,
 )
 
-VERSION = "3"
+VERSION = "4"
 """Bump when hashes or stored peaks change: another version's postings do not match."""
 FEATURE_SET = "triplet-8k-h128"
 PITCH_STEPS = 16
@@ -98,10 +105,10 @@ def reference(
 ) -> ReferencePrint:
     """Reference hashes of a whole recording (mono or (channels, samples), any rate).
 
-    The stored peaks are the query's (`QUERY`'s neighbourhood) that are `loud`, about 26 a
-    second, so a clean query shows every one the verification checks; the hashes pair the
-    subset that are maxima over the reference's bigger neighbourhood (`params`, about 17 a
-    second).
+    The stored peaks are the query's (`QUERY`'s neighbourhood, and the bass band's) that are
+    `loud`, about 27 a second, so a clean query shows every one the verification checks; the
+    hashes pair the subset above the bass band that are maxima over the reference's bigger
+    neighbourhood (`params`, about 17 a second).
     """
     y = prepare(audio, sample_rate)
     spec = log_spectrogram(y)
@@ -114,10 +121,15 @@ def reference(
     hashes = _hashes.reference_hashes(trip)
     offsets = np.rint(peaks.t[trip.anchor]).astype(np.int64)
     pairs = np.unique(np.stack([hashes.astype(np.int64), offsets]), axis=1)
+    bass = bass_spectrogram(y)
+    low = _bass_peaks(bass, QUERY)
+    # Loud against both bands: a tune with no bass leaves only leakage and noise down there.
+    low = low.where(loud(np.hstack([bass, spec]), low, time_radius=params.time_radius))
+    t, pitch, _ = _merge(stored, low)
     return ReferencePrint(
         hashes=pairs[0].astype(np.uint32),
         offsets=pairs[1].astype(np.int32),
-        peaks=pack_peaks(stored.t, pitch_of(stored.f)),
+        peaks=pack_peaks(t, pitch),
         duration_s=len(y) / ANALYSIS_RATE,
     )
 
@@ -125,29 +137,45 @@ def reference(
 def query(audio: np.ndarray, sample_rate: int, *, params: HashParams = QUERY) -> QueryPrint:
     """Query probes of a clip (mono or (channels, samples), any rate)."""
     y = prepare(audio, sample_rate)
-    return query_spectrogram(log_spectrogram(y), len(y) / ANALYSIS_RATE, params=params)
+    return query_spectrogram(
+        log_spectrogram(y), bass_spectrogram(y), len(y) / ANALYSIS_RATE, params=params
+    )
 
 
 def query_spectrogram(
-    spec: np.ndarray, duration_s: float, *, params: HashParams = QUERY
+    spec: np.ndarray, bass: np.ndarray, duration_s: float, *, params: HashParams = QUERY
 ) -> QueryPrint:
-    """Query probes from a clip's `log_spectrogram` (of `prepare`d audio) and its duration."""
+    """Query probes from a clip's `log_spectrogram` and `bass_spectrogram` (of `prepare`d
+    audio) and its duration."""
     peaks = find_peaks(spec, time_radius=params.time_radius, freq_radius=params.freq_radius)
     strong = dominant(
         spec, peaks, time_radius=REFERENCE.time_radius, freq_radius=REFERENCE.freq_radius
     )
     trip = _hashes.triplets(peaks, params, dominant=strong)
     hashes, owner = _hashes.query_probes(trip, params)
+    low = _bass_peaks(bass, params)
+    peak_t, peak_p, order = _merge(peaks, low)
     return QueryPrint(
         hashes=hashes,
         times=peaks.t[trip.anchor][owner].astype(np.float32),
         owner=owner,
         triplets=len(trip),
         duration_s=duration_s,
-        peak_t=peaks.t,
-        peak_p=pitch_of(peaks.f).astype(np.float32),
-        strong=strong,
+        peak_t=peak_t,
+        peak_p=peak_p.astype(np.float32),
+        strong=np.concatenate([strong, np.zeros(len(low), dtype=bool)])[order],
     )
+
+
+def _bass_peaks(bass: np.ndarray, params: HashParams) -> Peaks:
+    return find_peaks(bass, time_radius=params.time_radius, freq_radius=BASS_FREQ_RADIUS, bass=True)
+
+
+def _merge(peaks: Peaks, bass: Peaks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Times and pitches of both sets sorted by time, and the order that sorts them."""
+    t = np.concatenate([peaks.t, bass.t])
+    order = np.argsort(t, kind="stable")
+    return t[order], pitch_of(np.concatenate([peaks.f, bass.f]))[order], order
 
 
 def pitch_of(hz: np.ndarray) -> np.ndarray:
@@ -156,27 +184,33 @@ def pitch_of(hz: np.ndarray) -> np.ndarray:
 
 
 def bin_of(pitch: np.ndarray) -> np.ndarray:
-    """int64 `log_spectrogram` column (nearest bin) of a pitch (`pitch_of`'s unit)."""
-    bin_hz = ANALYSIS_RATE / N_FFT
+    """int64 column (nearest bin) of a pitch (`pitch_of`'s unit) in the bass band's and the
+    main band's spectrograms side by side (`np.hstack([bass_spectrogram, log_spectrogram])`)."""
     hz = F_MIN * 2 ** (np.asarray(pitch, dtype=np.float64) / (12 * PITCH_STEPS))
-    return np.rint(hz / bin_hz).astype(np.int64) - int(np.floor(F_MIN / bin_hz))
+    bass_lo, bass_hi = bass_bin_range()
+    bass = np.rint(hz / (BASS_RATE / BASS_N_FFT)).astype(np.int64) - bass_lo
+    main = np.rint(hz / (ANALYSIS_RATE / N_FFT)).astype(np.int64) - bin_range()[0]
+    return np.where(hz < F_MIN, bass, main + bass_hi - bass_lo)
+
+
+PITCH_BASE = 32 * PITCH_STEPS
+"""Packed pitches start 32 semitones below `F_MIN` (20 Hz, under the bass band)."""
 
 
 def pack_peaks(t: np.ndarray, pitch: np.ndarray) -> np.ndarray:
-    """uint32 per peak: quarter frames in the high 22 bits (4.6 h), pitch in the low 10.
+    """uint32 per peak: half frames in the high 21 bits (4.6 h), pitch in the low 11.
 
-    Pitch is in 1/16 semitone above `F_MIN` (64 semitones fit, past `F_MAX`); time to a
-    quarter frame (4 ms). 4 bytes a peak, about 26 stored a second (`reference`): about 370 kB
-    per hour of audio.
+    Pitch is in 1/16 semitone above `F_MIN - PITCH_BASE` (128 semitones fit, past `F_MAX`);
+    time to half a frame (8 ms). 4 bytes a peak, about 27 stored a second (`reference`): about
+    390 kB per hour of audio.
     """
-    quarter = np.clip(np.rint(np.asarray(t) * 4), 0, (1 << 22) - 1).astype(np.uint32)
-    p = np.clip(np.rint(pitch), 0, (1 << 10) - 1).astype(np.uint32)
-    return (quarter << np.uint32(10)) | p
+    half = np.clip(np.rint(np.asarray(t) * 2), 0, (1 << 21) - 1).astype(np.uint32)
+    p = np.clip(np.rint(pitch) + PITCH_BASE, 0, (1 << 11) - 1).astype(np.uint32)
+    return (half << np.uint32(11)) | p
 
 
 def unpack_peaks(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(frames, pitch) float arrays from `pack_peaks` output."""
     packed = np.asarray(packed, dtype=np.uint32)
-    return (packed >> np.uint32(10)).astype(np.float32) / 4, (packed & np.uint32(1023)).astype(
-        np.float32
-    )
+    t = (packed >> np.uint32(11)).astype(np.float32) / 2
+    return t, (packed & np.uint32(2047)).astype(np.float32) - PITCH_BASE

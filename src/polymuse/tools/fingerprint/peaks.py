@@ -6,6 +6,15 @@ over a time x frequency neighbourhood: gain and smooth EQ do not move it (log po
 or tilts), and a bigger neighbourhood gives fewer, stronger peaks. Positions are refined to a
 fraction of a frame and a bin by fitting a parabola through the maximum and its neighbours,
 which keeps frequency ratios precise to well under a semitone down to the lowest band.
+
+Below `F_MIN` those bins are too coarse, yet bass-heavy music (an organ's pedal, a bass line)
+keeps most of its energy there, often out of reach of the speech that masks everything above.
+So the bass band (`BASS_F_MIN` to `F_MIN`) is analysed apart (`bass_spectrogram`): resampled to
+`BASS_RATE`, in frames four times as long (1.95 Hz bins) on the same 16 ms hop. Its peaks are
+stored and verified like the others, but not hashed: few and slow, they would add postings more
+than evidence. On the evaluation's 500 songs, clips under speech babble at 0 dB were ranked
+right 82 -> 97 % at 3 s (accepted 73 -> 83 %) and accepted 84 -> 99 % at 10 s; most clips it
+saved are organ chorales with 70 % of their power below `F_MIN`.
 """
 
 from __future__ import annotations
@@ -27,6 +36,15 @@ FRAME_S = HOP / ANALYSIS_RATE
 F_MIN = 125.0
 """Hz. Lower peaks are too few bins apart to give a precise frequency ratio."""
 F_MAX = 3900.0
+BASS_RATE = 1000
+"""Hz. The bass band's analysis rate ..."""
+BASS_N_FFT = 512
+"""... and frame: 512 ms, 1.95 Hz bins (a semitone at 33 Hz), on `HOP`'s 16 ms."""
+BASS_HOP = HOP * BASS_RATE // ANALYSIS_RATE
+BASS_F_MIN = 31.25
+"""Hz. The bass band runs from here to `F_MIN`."""
+BASS_FREQ_RADIUS = 3
+"""Bins (6 Hz) either side of a bass peak: a third to a whole tone across the band."""
 LOUD_DB = 40.0
 """dB: a reference peak further below the loudest cell of its moment (`loud`) is a weak partial
 or a decaying tail, the first thing any noise covers; dropped, it no longer dilutes the share
@@ -110,11 +128,28 @@ def prepare(audio: np.ndarray, sample_rate: int) -> np.ndarray:
 
 def log_spectrogram(y: np.ndarray) -> np.ndarray:
     """Log power (dB), shape (frames, bins) over [F_MIN, F_MAX], computed in chunks."""
-    lo, hi = _bin_range()
     if len(y) < N_FFT:
         y = np.pad(y, (0, N_FFT - len(y)))
     frames = np.lib.stride_tricks.sliding_window_view(y, N_FFT)[::HOP]
-    window = np.hanning(N_FFT).astype(np.float32)
+    return _log_power(frames, *bin_range())
+
+
+def bass_spectrogram(y: np.ndarray) -> np.ndarray:
+    """Log power (dB) over [BASS_F_MIN, F_MIN), frame for frame with `log_spectrogram(y)`: the
+    same number of frames, each centred where the short frame of its index is."""
+    import soxr
+
+    count = (max(len(y), N_FFT) - N_FFT) // HOP + 1
+    low = soxr.resample(y, ANALYSIS_RATE, BASS_RATE).astype(np.float32)
+    lead = (BASS_N_FFT - N_FFT * BASS_RATE // ANALYSIS_RATE) // 2
+    tail = max(0, (count - 1) * BASS_HOP + BASS_N_FFT - lead - len(low))
+    low = np.pad(low, (lead, tail))
+    frames = np.lib.stride_tricks.sliding_window_view(low, BASS_N_FFT)[::BASS_HOP][:count]
+    return _log_power(frames, *bass_bin_range())
+
+
+def _log_power(frames: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    window = np.hanning(frames.shape[1]).astype(np.float32)
     out = np.empty((len(frames), hi - lo), dtype=np.float32)
     scale = np.float32(4.0 / np.sum(window) ** 2)  # a full-scale sine reads 0 dB
     for start in range(0, len(frames), _CHUNK_FRAMES):
@@ -124,13 +159,16 @@ def log_spectrogram(y: np.ndarray) -> np.ndarray:
     return out
 
 
-def find_peaks(spec: np.ndarray, *, time_radius: int, freq_radius: int) -> Peaks:
+def find_peaks(
+    spec: np.ndarray, *, time_radius: int, freq_radius: int, bass: bool = False
+) -> Peaks:
     """Local maxima of `spec` over (2 time_radius + 1) x (2 freq_radius + 1) cells.
 
     Args:
-        spec: `log_spectrogram` output.
+        spec: `log_spectrogram` output, or `bass_spectrogram` output with `bass`.
         time_radius: Half-width of the neighbourhood in frames.
         freq_radius: Half-height in bins.
+        bass: `spec` is the bass band's.
 
     Returns:
         Peaks above `FLOOR_DB`, with parabolic sub-frame/sub-bin positions.
@@ -151,8 +189,8 @@ def find_peaks(spec: np.ndarray, *, time_radius: int, freq_radius: int) -> Peaks
     centre = spec[ti, fi]
     dt = _parabola(spec[ti - 1, fi], centre, spec[ti + 1, fi])
     df = _parabola(spec[ti, fi - 1], centre, spec[ti, fi + 1])
-    lo, _ = _bin_range()
-    hz = (fi + df + lo) * (ANALYSIS_RATE / N_FFT)
+    lo, _ = bass_bin_range() if bass else bin_range()
+    hz = (fi + df + lo) * (BASS_RATE / BASS_N_FFT if bass else ANALYSIS_RATE / N_FFT)
     order = np.argsort(ti + dt, kind="stable")
     return Peaks(
         (ti + dt)[order].astype(np.float32),
@@ -171,6 +209,13 @@ def _parabola(left: np.ndarray, centre: np.ndarray, right: np.ndarray) -> np.nda
     return np.clip(np.nan_to_num(offset), -0.5, 0.5)
 
 
-def _bin_range() -> tuple[int, int]:
+def bin_range() -> tuple[int, int]:
+    """First and past-last FFT bin `log_spectrogram` keeps."""
     bin_hz = ANALYSIS_RATE / N_FFT
     return int(np.floor(F_MIN / bin_hz)), int(np.ceil(F_MAX / bin_hz)) + 1
+
+
+def bass_bin_range() -> tuple[int, int]:
+    """First and past-last FFT bin `bass_spectrogram` keeps."""
+    bin_hz = BASS_RATE / BASS_N_FFT
+    return int(np.floor(BASS_F_MIN / bin_hz)), int(np.floor(F_MIN / bin_hz))
