@@ -209,13 +209,17 @@ class Recognizer:
                 best[song] = (c, v)
         ranked = sorted(best.values(), key=lambda cv: (-cv[1].found, -cv[0].score))
         seconds = span_s[1] - span_s[0] if span_s else query.duration_s
-        matches = []
-        for i, (c, v) in enumerate(ranked):
-            rival = ranked[1 if i == 0 else 0][1].found if len(ranked) > 1 else 0
-            match = _song_match(c, v, songs[c.asset_id], rival=rival)
-            confidence = round(self.calibration.confidence(Evidence.of(match, seconds=seconds)), 4)
-            matches.append(match.model_copy(update={"confidence": confidence}))
-        matches = _rank(matches)
+        matches = [
+            _song_match(c, v, songs[c.asset_id], rival=_rival(ranked, i))
+            for i, (c, v) in enumerate(ranked)
+        ]
+        sure = self.calibration.confidences([Evidence.of(m, seconds=seconds) for m in matches])
+        matches = _rank(
+            [
+                m.model_copy(update={"confidence": round(float(p), 4)})
+                for m, p in zip(matches, sure, strict=True)
+            ]
+        )
         top = matches[0]
         known = top.confidence >= self.calibration.for_clip(seconds).threshold
         return Recognition(
@@ -225,6 +229,11 @@ class Recognizer:
             decided_by="exact" if known else "none",
             **base,
         )
+
+
+def _rival(ranked: list[tuple[matching.Candidate, matching.Verification]], i: int) -> int:
+    """Peaks found by the best song other than the `i`-th."""
+    return ranked[1 if i == 0 else 0][1].found if len(ranked) > 1 else 0
 
 
 def _rank(matches: list[SongMatch]) -> list[SongMatch]:
