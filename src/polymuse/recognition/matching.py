@@ -20,12 +20,12 @@ from polymuse.tools import fingerprint
 from polymuse.tools.fingerprint import FRAME_S, QUERY, QueryPrint
 from polymuse.tools.fingerprint.peaks import (
     ANALYSIS_RATE,
-    BASS_F_MIN,
     BASS_N_FFT,
     BASS_RATE,
-    F_MAX,
     HOP,
     N_FFT,
+    bass_bin_range,
+    bin_range,
 )
 
 OFFSET_BIN = 2.0
@@ -396,8 +396,7 @@ def _band_pitch() -> tuple[float, float]:
     """Lowest and highest pitch (`PITCH_STEPS` per semitone) a peak can have: the centres of the
     outermost interior bins of the bass and the main spectrogram, widened by the half bin a
     parabola may move."""
-    bass_hz, bin_hz = BASS_RATE / BASS_N_FFT, ANALYSIS_RATE / N_FFT
-    lo = (np.floor(BASS_F_MIN / bass_hz) + 0.5) * bass_hz
-    hi = (np.ceil(F_MAX / bin_hz) - 0.5) * bin_hz
+    lo = (bass_bin_range()[0] + 0.5) * BASS_RATE / BASS_N_FFT
+    hi = (bin_range()[1] - 1.5) * ANALYSIS_RATE / N_FFT
     low, high = fingerprint.pitch_of(np.array([lo, hi]))
     return float(low), float(high)
