@@ -169,6 +169,8 @@ class RecognitionEvaluation(BaseModel):
     seconds: float = 0.0
     peer_operating_point: dict = Field(default_factory=dict)
     queries: list[QueryRow] = Field(default_factory=list, exclude=True)
+    calibration_queries: list[QueryRow] = Field(default_factory=list, exclude=True)
+    """The fitting seed's rows, judged by the fitted model: what a refit reads."""
 
 
 def match_peer_operating_point(result: RecognitionEvaluation) -> None:
@@ -576,6 +578,7 @@ def evaluate_recognition(
 
     model = calibration.default_calibration()
     fit_info: dict = {"source": "package"}
+    cal: list[Outcome] = []
     if calibrate:
         cal_seed = 1000 + max(seeds, default=0)
         cal = run(
@@ -687,6 +690,7 @@ def evaluate_recognition(
     )
     result.acceptance = acceptance(result)
     result.queries = [_row(o, model, peer) for o in outcomes]
+    result.calibration_queries = [_row(o, model, None) for o in cal]
     match_peer_operating_point(result)
     return result, model
 
@@ -851,17 +855,22 @@ def acceptance(result: RecognitionEvaluation) -> dict[str, dict]:
 
 
 def write_reports(result: RecognitionEvaluation, folder: Path) -> tuple[Path, Path]:
-    """`recognition.json`, `recognition.md` and one row per query in `recognition_queries.csv`."""
+    """`recognition.json`, `recognition.md`, and one row per query in `recognition_queries.csv`
+    (and per fitting query in `recognition_calibration_queries.csv`)."""
     folder.mkdir(parents=True, exist_ok=True)
     json_path = folder / "recognition.json"
     json_path.write_text(result.model_dump_json(indent=2), encoding="utf-8")
     md_path = folder / "recognition.md"
     md_path.write_text(markdown(result), encoding="utf-8")
-    if result.queries:
-        with open(folder / "recognition_queries.csv", "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(QueryRow.model_fields))
-            writer.writeheader()
-            writer.writerows(row.model_dump() for row in result.queries)
+    for name, rows in (
+        ("recognition_queries.csv", result.queries),
+        ("recognition_calibration_queries.csv", result.calibration_queries),
+    ):
+        if rows:
+            with open(folder / name, "w", newline="", encoding="utf-8") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(QueryRow.model_fields))
+                writer.writeheader()
+                writer.writerows(row.model_dump() for row in rows)
     return json_path, md_path
 
 
