@@ -30,6 +30,7 @@ from polymuse.tools.fingerprint.peaks import (
     BASS_FREQ_RADIUS,
     bass_spectrogram,
     log_spectrogram,
+    neighbourhood_max,
     prepare,
 )
 
@@ -59,15 +60,16 @@ def listen(audio: np.ndarray, sample_rate: int) -> Listening:
     """Fingerprint a query (mono or (channels, samples), any rate) and map its quiet spots."""
     y = prepare(audio, sample_rate)
     spec, bass = log_spectrogram(y), bass_spectrogram(y)
-    below = [
-        ndimage.maximum_filter(s, size=(2 * QUERY.time_radius + 1, 2 * radius + 1), mode="nearest")
-        - s
+    maxima = [
+        neighbourhood_max(s, time_radius=QUERY.time_radius, freq_radius=radius)
         for s, radius in ((bass, BASS_FREQ_RADIUS), (spec, QUERY.freq_radius))
     ]
-    depth = ndimage.minimum_filter(np.hstack(below), size=3, mode="nearest")
     both = np.hstack([bass, spec])
+    depth = ndimage.minimum_filter(np.hstack(maxima) - both, size=3, mode="nearest")
     lift = ndimage.maximum_filter(both - np.median(both, axis=0), size=3, mode="nearest")
-    query = fingerprint.query_spectrogram(spec, bass, len(y) / fingerprint.ANALYSIS_RATE)
+    query = fingerprint.query_spectrogram(
+        spec, bass, len(y) / fingerprint.ANALYSIS_RATE, maxima=maxima[1]
+    )
     return Listening(query, depth, steady_peaks(both, query), lift.astype(np.float32))
 
 

@@ -143,11 +143,19 @@ def query(audio: np.ndarray, sample_rate: int, *, params: HashParams = QUERY) ->
 
 
 def query_spectrogram(
-    spec: np.ndarray, bass: np.ndarray, duration_s: float, *, params: HashParams = QUERY
+    spec: np.ndarray,
+    bass: np.ndarray,
+    duration_s: float,
+    *,
+    params: HashParams = QUERY,
+    maxima: np.ndarray | None = None,
 ) -> QueryPrint:
     """Query probes from a clip's `log_spectrogram` and `bass_spectrogram` (of `prepare`d
-    audio) and its duration."""
-    peaks = find_peaks(spec, time_radius=params.time_radius, freq_radius=params.freq_radius)
+    audio) and its duration; `maxima`: `spec`'s `neighbourhood_max` over the peak
+    neighbourhood of `params`, if already computed."""
+    peaks = find_peaks(
+        spec, time_radius=params.time_radius, freq_radius=params.freq_radius, maxima=maxima
+    )
     strong = dominant(
         spec, peaks, time_radius=REFERENCE.time_radius, freq_radius=REFERENCE.freq_radius
     )

@@ -91,10 +91,15 @@ def dominant(spec: np.ndarray, peaks: Peaks, *, time_radius: int, freq_radius: i
     """Which peaks are also maxima over a bigger neighbourhood (bool per peak)."""
     if not len(peaks):
         return np.zeros(0, dtype=bool)
-    bigger = ndimage.maximum_filter(
+    bigger = neighbourhood_max(spec, time_radius=time_radius, freq_radius=freq_radius)
+    return spec[peaks.cell_t, peaks.cell_f] >= bigger[peaks.cell_t, peaks.cell_f]
+
+
+def neighbourhood_max(spec: np.ndarray, *, time_radius: int, freq_radius: int) -> np.ndarray:
+    """Each cell's maximum of `spec` over (2 time_radius + 1) x (2 freq_radius + 1) cells."""
+    return ndimage.maximum_filter(
         spec, size=(2 * time_radius + 1, 2 * freq_radius + 1), mode="constant", cval=-np.inf
     )
-    return spec[peaks.cell_t, peaks.cell_f] >= bigger[peaks.cell_t, peaks.cell_f]
 
 
 def prepare(audio: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -160,7 +165,12 @@ def _log_power(frames: np.ndarray, lo: int, hi: int) -> np.ndarray:
 
 
 def find_peaks(
-    spec: np.ndarray, *, time_radius: int, freq_radius: int, bass: bool = False
+    spec: np.ndarray,
+    *,
+    time_radius: int,
+    freq_radius: int,
+    bass: bool = False,
+    maxima: np.ndarray | None = None,
 ) -> Peaks:
     """Local maxima of `spec` over (2 time_radius + 1) x (2 freq_radius + 1) cells.
 
@@ -169,6 +179,7 @@ def find_peaks(
         time_radius: Half-width of the neighbourhood in frames.
         freq_radius: Half-height in bins.
         bass: `spec` is the bass band's.
+        maxima: `neighbourhood_max` of `spec` over that neighbourhood, if already computed.
 
     Returns:
         Peaks above `FLOOR_DB`, with parabolic sub-frame/sub-bin positions.
@@ -178,10 +189,9 @@ def find_peaks(
     if spec.shape[0] < 3:
         empty = np.zeros(0, dtype=np.float32)
         return Peaks(empty, empty, empty, empty.astype(np.int64), empty.astype(np.int64))
-    neighbourhood = ndimage.maximum_filter(
-        spec, size=(2 * time_radius + 1, 2 * freq_radius + 1), mode="constant", cval=-np.inf
-    )
-    is_peak = (spec == neighbourhood) & (spec > FLOOR_DB)
+    if maxima is None:
+        maxima = neighbourhood_max(spec, time_radius=time_radius, freq_radius=freq_radius)
+    is_peak = (spec == maxima) & (spec > FLOOR_DB)
     # Interior cells only: the parabola needs both neighbours on each axis.
     is_peak[[0, -1], :] = False
     is_peak[:, [0, -1]] = False
