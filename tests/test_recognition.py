@@ -164,7 +164,7 @@ def _verified(index: MemoryIndex, song: int, clip: np.ndarray) -> matching.Verif
     """Verification of `song`'s best line through the clip's hits."""
     heard = listen(clip, SR)
     hits = join(heard.query.hashes, index.postings(heard.query.hashes))
-    [candidate] = [c for c in matching.vote(heard.query, hits, top=20) if c.asset_id == song]
+    candidate = next(c for c in matching.vote(heard.query, hits, top=20) if c.asset_id == song)
     return matching.verify(candidate, index.stored_peaks[song], heard)
 
 
@@ -394,6 +394,38 @@ def test_constellation_finds_a_song_its_hashes_miss(songs: dict[int, np.ndarray]
     best = answer.match or answer.alternatives[0]
     assert best.song_id == 4 and best.score == 0 and best.peaks_found > 10
     assert best.constellation_votes == found[0].votes
+
+
+def test_the_vote_keeps_a_runner_up_line_for_a_repeated_passage(
+    songs: dict[int, np.ndarray],
+) -> None:
+    """A passage played twice: the vote returns both places, best first."""
+    passage = songs[7][: 6 * SR]
+    song = np.concatenate([passage, songs[8][: 5 * SR], passage])
+    index = MemoryIndex()
+    index.add(1, fingerprint.reference(song, SR), song=SongRef(1, "twice"))
+    heard = listen(passage[SR : 5 * SR], SR)
+    hits = join(heard.query.hashes, index.postings(heard.query.hashes))
+    lines = matching.vote(heard.query, hits)
+    assert [c.asset_id for c in lines] == [1, 1]
+    assert sorted(round(c.offset_s, 1) for c in lines) == [1.0, 12.0]
+
+
+def test_the_constellations_line_is_kept_when_the_hashes_chose_another_line_of_the_song(
+    index: MemoryIndex, songs: dict[int, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hashes may vote for a repeat of the passage, 7 s away: the constellation search's
+    line for the same song is verified as well, and the line that finds more peaks answers."""
+    vote = matching.vote
+
+    def astray(*args: object, **kwargs: object) -> list[matching.Candidate]:
+        return [replace(c, offset_s=c.offset_s + 7.0) for c in vote(*args, **kwargs)]
+
+    monkeypatch.setattr(matching, "vote", astray)
+    answer = Recognizer(index).identify(songs[6][int(4.2 * SR) : int(9.2 * SR)], SR)
+    assert answer.match is not None and answer.match.song_id == 6
+    assert abs(answer.match.reference_offset_s - 4.2) <= 0.05
+    assert answer.match.constellation_votes > 10
 
 
 def test_a_bass_line_is_found_by_its_bass_peaks_alone() -> None:

@@ -5,11 +5,15 @@ scatter. For every candidate asset the hits vote in a (ratio, offset) histogram 
 transform over a grid of tempo ratios within the hash tolerance, 2-frame offset bins, each bin
 counted with its better neighbour). The winning line's inliers are counted as distinct
 reference postings, so one stored hash matched by many query triplets counts once, and the line
-is refitted on them by least squares for a precise offset.
+is refitted on them by least squares for a precise offset. The runner-up line of the best
+assets is kept too (`LINES`): a song repeats its passages, and the hashes of a noisy or
+reverberant clip may favour the repeat, where fewer of the clip's other peaks are found.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -36,6 +40,11 @@ PRESELECT = 40
 """Assets with the most hits in one coarse offset bin: voted on in full."""
 COARSE_BIN = 16.0
 """Frames (0.26 s): the narrowest coarse offset bin of the preselection."""
+LINES = 2
+"""Lines per asset returned for the best assets of the vote: the best, and the best one at
+least `APART_FRAMES` away from it."""
+APART_FRAMES = 16.0
+"""Frames (0.26 s) between a runner-up line and the lines before it, at the query's start."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +82,8 @@ def vote(
     tolerance: float = QUERY.scale_tolerance,
     top: int = 5,
 ) -> list[Candidate]:
-    """The best line per asset, best first (at most `top`).
+    """The best line per asset, best first (at most `top`), then the runner-up lines of those
+    assets (`LINES`).
 
     Args:
         query: The query's probes (times and triplet owners).
@@ -90,21 +100,21 @@ def vote(
     step = min(0.005, OFFSET_BIN / max(span, 1.0))
     n_steps = int(np.ceil(np.log1p(tolerance) / step))
     ratios = np.exp(np.arange(-n_steps, n_steps + 1) * step)
-    found = []
+    lines = []
     for asset in chosen:
         sel = hits.assets == asset
-        found.append(
-            _line(
-                int(asset),
-                times[sel],
-                hits.offsets[sel].astype(np.float64),
-                hits.posting[sel],
-                ratios,
-                tolerance,
-            )
+        found = _lines(
+            int(asset),
+            times[sel],
+            hits.offsets[sel].astype(np.float64),
+            hits.posting[sel],
+            ratios,
+            tolerance,
         )
-    found.sort(key=lambda c: (-c.score, -c.hits, c.asset_id))
-    return found[:top]
+        lines.append((next(found), found))
+    lines.sort(key=lambda line: (-line[0].score, -line[0].hits, line[0].asset_id))
+    best = lines[:top]
+    return [c for c, _ in best] + [c for _, rest in best for c in itertools.islice(rest, LINES - 1)]
 
 
 def line_score(query: QueryPrint, hits: Hits, candidate: Candidate) -> int:
@@ -137,14 +147,16 @@ def _preselect(hits: Hits, times: np.ndarray, drift: float) -> np.ndarray:
     return assets[np.argsort(-best, kind="stable")[:PRESELECT]]
 
 
-def _line(
+def _lines(
     asset: int,
     tq: np.ndarray,
     tr: np.ndarray,
     posting: np.ndarray,
     ratios: np.ndarray,
     tolerance: float,
-) -> Candidate:
+) -> Iterator[Candidate]:
+    """The asset's lines, best first, each `APART_FRAMES` from those before it; after the
+    first, only lines with two hits in their bin pair."""
     offsets = tr[None, :] - ratios[:, None] * tq[None, :]
     bins = np.floor(offsets / OFFSET_BIN).astype(np.int64)
     low = int(bins.min())
@@ -152,12 +164,32 @@ def _line(
     keys = (np.arange(len(ratios))[:, None] * width + (bins - low + 1)).ravel()
     hist = np.bincount(keys, minlength=len(ratios) * width).reshape(len(ratios), width)
     pair = hist[:, :-1] + hist[:, 1:]
-    r_idx, b_idx = np.unravel_index(int(np.argmax(pair)), pair.shape)
-    row = offsets[r_idx]
-    window = (bins[r_idx] - low + 1 >= b_idx) & (bins[r_idx] - low + 1 <= b_idx + 1)
-    centre = float(np.median(row[window]))
-    inliers = np.abs(row - centre) <= INLIER_FRAMES
-    ratio, offset = float(ratios[r_idx]), centre
+    apart = int(np.ceil(APART_FRAMES / OFFSET_BIN))
+    while True:
+        r_idx, b_idx = np.unravel_index(int(np.argmax(pair)), pair.shape)
+        column = bins[r_idx] - low + 1
+        in_pair = (column >= b_idx) & (column <= b_idx + 1)
+        ratio = float(ratios[r_idx])
+        yield _line(asset, tq, tr, posting, offsets[r_idx], in_pair, ratio, tolerance)
+        pair[:, max(b_idx - apart, 0) : b_idx + apart + 1] = 0
+        if pair.max() < 2:
+            return
+
+
+def _line(
+    asset: int,
+    tq: np.ndarray,
+    tr: np.ndarray,
+    posting: np.ndarray,
+    row: np.ndarray,
+    window: np.ndarray,
+    ratio: float,
+    tolerance: float,
+) -> Candidate:
+    """The line at tempo `ratio` through the hits in `window` (offsets `row`), refitted on its
+    inliers."""
+    offset = float(np.median(row[window]))
+    inliers = np.abs(row - offset) <= INLIER_FRAMES
     if inliers.sum() >= 4 and np.ptp(tq[inliers]) > 20:
         fit_ratio, fit_offset = np.polyfit(tq[inliers], tr[inliers], 1)
         if abs(np.log(fit_ratio)) <= np.log1p(tolerance) * 1.05:

@@ -29,6 +29,8 @@ HASH_CANDIDATES = 6
 """Best lines of the hash vote, all verified."""
 CONSTELLATION = 10
 """Candidates the constellation search adds (`constellation`), all verified."""
+SAME_LINE_S = 0.1
+"""Seconds apart two lines of one asset may place a query's middle and still be one line."""
 CONTENDER_SHARE = 0.5
 """Songs that found at least this share of the most peaks any song found are ranked by
 confidence (`_rank`)."""
@@ -128,19 +130,22 @@ class Recognizer:
     def _candidates(
         self, query: fingerprint.QueryPrint, hits: Hits, *, start_s: float = 0.0
     ) -> list[matching.Candidate]:
-        """The hash vote's candidates, then the constellation search's for assets the hashes
+        """The hash vote's candidates, then the constellation search's for lines the hashes
         did not propose (with their hash score on the proposed line) when the catalogue's peaks
-        fit in memory. `hits` and `start_s`: a timeline window's."""
+        fit in memory. `hits` and `start_s`: a timeline window's.
+
+        A song the hashes proposed on another line keeps the constellation's line too: the
+        hashes may have voted for a repeat of the passage, or for a chance line."""
         candidates = matching.vote(query, hits, top=HASH_CANDIDATES)
         table = self.peak_table
         if table is None:
             return candidates
-        known = {c.asset_id for c in candidates if c.score >= MIN_SCORE}
+        proposed = [c for c in candidates if c.score >= MIN_SCORE]
         found = constellation.search(table, query, top=CONSTELLATION, start_s=start_s)
         return candidates + [
             replace(c, score=matching.line_score(query, hits, c))
             for c in found
-            if c.asset_id not in known
+            if not any(_same_line(c, p) for p in proposed)
         ]
 
     def _reference_peaks(self, ids: list[int]) -> dict[int, np.ndarray]:
@@ -229,6 +234,15 @@ class Recognizer:
             decided_by="exact" if known else "none",
             **base,
         )
+
+
+def _same_line(a: matching.Candidate, b: matching.Candidate) -> bool:
+    """Whether two candidates put the middle of `a`'s matched span at the same place of the
+    same asset (within `SAME_LINE_S`)."""
+    if a.asset_id != b.asset_id:
+        return False
+    middle = (a.query_start_s + a.query_end_s) / 2
+    return abs(a.offset_s - b.offset_s + (a.ratio - b.ratio) * middle) <= SAME_LINE_S
 
 
 def _rival(ranked: list[tuple[matching.Candidate, matching.Verification]], i: int) -> int:
