@@ -91,12 +91,13 @@ def search(
     close = PITCH_TOLERANCE * fingerprint.PITCH_STEPS
     lo = np.searchsorted(table.pitch, peak_p - close, side="left")
     hi = np.searchsorted(table.pitch, peak_p + close, side="right")
-    counts = hi - lo
-    if not counts.sum():
+    ends = np.cumsum(hi - lo)
+    if not ends[-1]:
         return []
-    owner = np.repeat(np.arange(len(counts)), counts)
-    ref = np.arange(counts.sum()) + (lo - np.cumsum(counts) + counts)[owner]
-    offset = table.time[ref] - peak_t[owner]
+    # Each query peak's reference peaks are one slice of the table: subtract slice by slice.
+    offset = np.empty(int(ends[-1]))
+    for a, b, end, t in zip(lo.tolist(), hi.tolist(), ends.tolist(), peak_t.tolist(), strict=True):
+        np.subtract(table.time[a:b], t, out=offset[end - (b - a) : end])
     bins = (offset * (1 / OFFSET_BIN)).astype(np.int64)  # offsets are positive: floor
     low = int(bins.min())
     bins -= low
@@ -107,8 +108,9 @@ def search(
     marked = np.zeros(len(pair) + 2, dtype=bool)
     for shift in (-1, 0, 1, 2):
         marked[np.clip(best + shift, 0, len(marked) - 1)] = True
-    near = marked[bins]
-    offset, bins, owner = offset[near], bins[near], owner[near]
+    near = np.flatnonzero(marked[bins])
+    offset, bins = offset[near], bins[near]
+    owner = np.searchsorted(ends, near, side="right")
     found: list[Candidate] = []
     for cell in best:
         if len(found) == top or pair[cell] == 0:
