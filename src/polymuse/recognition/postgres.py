@@ -8,7 +8,12 @@ are stored as signed int32 (the same 32 bits as our uint32).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+from psycopg.adapt import Dumper
+from psycopg.postgres import types
+from psycopg.pq import Format
 
 from polymuse.recognition.index import Postings, SongRef
 from polymuse.recognition.payload import NAME, decode_peaks
@@ -40,6 +45,30 @@ _POSTINGS = (
 )
 
 
+@dataclass(frozen=True)
+class _Int4s:
+    """int32 values to send as one `integer[]` parameter (`_Int4sDumper`)."""
+
+    values: np.ndarray
+
+
+class _Int4sDumper(Dumper):
+    """`_Int4s` in PostgreSQL's binary array format, built by numpy: psycopg's own list dumper
+    converts element by element (about 9 ms for a 5 s query's hashes)."""
+
+    format = Format.BINARY
+    oid = types["int4"].array_oid
+
+    def dump(self, obj: _Int4s) -> bytes:
+        n = len(obj.values)
+        # ndim, no nulls, element type; then the dimension's length and lower bound.
+        header = [1, 0, types["int4"].oid, n, 1] if n else [0, 0, types["int4"].oid]
+        cells = np.empty((n, 2), dtype=">i4")
+        cells[:, 0] = 4  # each element's byte length
+        cells[:, 1] = obj.values
+        return np.array(header, dtype=">i4").tobytes() + cells.tobytes()
+
+
 class PostgresIndex:
     """A `HashIndex` over the catalogue database (use the store's pool; no state of its own)."""
 
@@ -50,9 +79,10 @@ class PostgresIndex:
         wanted = np.unique(np.asarray(hashes, dtype=np.uint32)).view(np.int32)
         parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         with self.store.connection("looking up fingerprint hashes") as conn:
+            conn.adapters.register_dumper(_Int4s, _Int4sDumper)
             # Long recordings are looked up in slices, each one index probe per hash.
             for start in range(0, max(len(wanted), 1), LOOKUP_BATCH):
-                chunk = wanted[start : start + LOOKUP_BATCH].tolist()
+                chunk = _Int4s(wanted[start : start + LOOKUP_BATCH])
                 row = conn.execute(_POSTINGS, {"hashes": chunk, **_IDENTITY}, binary=True)
                 found = row.fetchone()
                 assert found is not None
