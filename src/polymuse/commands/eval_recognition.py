@@ -24,7 +24,10 @@ def recognition(
         None, "--conditions", help="Condition names, comma-separated [all; see the report]."
     ),
     calibrate: bool = typer.Option(
-        True, "--calibrate/--no-calibrate", help="Fit the confidence model on an extra seed."
+        True, "--calibrate/--no-calibrate", help="Fit the confidence model on extra seeds."
+    ),
+    calibration_seeds: int = typer.Option(
+        3, "--calibration-seeds", min=1, help="Extra seeds the confidence model is fitted on."
     ),
     save_calibration: bool = typer.Option(
         False, "--save-calibration", help="Write the fit into the package data."
@@ -61,6 +64,7 @@ def recognition(
             if conditions
             else None,
             calibrate=calibrate,
+            calibration_seeds=calibration_seeds,
             audfprint_python=audfprint_python,
             postgres=postgres,
             progress=lambda message: status.update(message),
